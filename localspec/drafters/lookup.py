@@ -1,0 +1,55 @@
+"""Prompt-lookup drafting: guess the continuation by copying from the context.
+
+No second model and no extra memory traffic: the draft is whatever followed
+the longest recent repeat of the context's last few tokens. It costs next
+to nothing when it misses and wins big on text that quotes its input
+(code edits, summaries with names, structured output).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from localspec.drafters import EMPTY_DRAFT, Draft
+from localspec.ngram import NgramIndex
+from localspec.verify import SamplingParams
+
+# n_min=2: a single shared token (")", " the", a newline) recurs everywhere,
+# so its continuation is close to a guess; llama.cpp only trusts 1-gram
+# lookups behind frequency thresholds (common/ngram-cache.cpp), which a plain
+# most-recent lookup does not have. n_max=4 matches llama.cpp's LLAMA_NGRAM_MAX
+# and already pins down a line of code; longer keys mostly cost memory.
+DEFAULT_N_MIN = 2
+DEFAULT_N_MAX = 4
+
+
+class LookupDrafter:
+    """Drafter that proposes the continuation of the longest suffix repeat.
+
+    Its drafts are point masses (`probs=None`): the verifier treats each
+    token as drawn with probability one, which keeps sampling lossless.
+    `last_match_n` is the n-gram length behind the latest proposal (0 when
+    nothing matched), a confidence signal for choosing the draft length.
+    """
+
+    name = "lookup"
+
+    def __init__(self, n_min: int = DEFAULT_N_MIN, n_max: int = DEFAULT_N_MAX):
+        self.index = NgramIndex(n_min=n_min, n_max=n_max)
+        self.last_match_n = 0
+
+    def propose(
+        self, context: Sequence[int], k: int, sampling: SamplingParams, rng: np.random.Generator
+    ) -> Draft:
+        self.index.sync(context)
+        tokens, self.last_match_n = self.index.lookup_with_n(k)
+        return Draft(tokens=tokens) if tokens else EMPTY_DRAFT
+
+    def observe(self, context: Sequence[int], n_accepted: int) -> None:
+        self.index.sync(context)
+
+    def close(self) -> None:
+        self.index.reset()
+        self.last_match_n = 0

@@ -1,0 +1,1 @@
+"""Textual chat front end for localspec; the engine never imports this package."""
