@@ -1,0 +1,286 @@
+"""A thin layer over llama-cpp-python's low-level API.
+
+Why not `llama_cpp.Llama`: it keeps logits for every position once drafting is
+on (`logits_all`), which on a 150k vocabulary costs 600 kB per token and time
+we cannot spare. Here each batch row asks for logits only where the caller
+needs them, and the KV cache is rolled back with `llama_memory_seq_rm`.
+
+`Context.tokens` is always exactly the token sequence whose KV entries are in
+the cache (sequence 0, positions 0..len-1); every method keeps that true, so
+callers reason about the cache as a plain list.
+"""
+
+from __future__ import annotations
+
+import codecs
+import ctypes
+import os
+import sys
+from pathlib import Path
+from typing import Literal, Sequence
+
+import numpy as np
+
+import llama_cpp
+
+from localspec.errors import LocalspecError
+
+_backend_ready = False
+
+
+GGML_LOG_LEVEL_ERROR = 4  # ggml.h: NONE, DEBUG, INFO, WARN, ERROR, CONT
+
+
+@llama_cpp.llama_log_callback
+def _quiet_log(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+    # Load chatter goes nowhere; errors still reach stderr. Silencing through the
+    # log callback rather than redirecting fds 1/2 keeps a running TUI intact.
+    if level == GGML_LOG_LEVEL_ERROR or os.environ.get("LOCALSPEC_LLAMA_VERBOSE"):
+        sys.stderr.write(text.decode("utf-8", errors="replace"))
+
+
+def _init_backend() -> None:
+    global _backend_ready
+    if not _backend_ready:
+        llama_cpp.llama_log_set(_quiet_log, ctypes.c_void_p(0))
+        llama_cpp.llama_backend_init()
+        _backend_ready = True
+
+
+def default_threads() -> int:
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
+class ContextFull(Exception):
+    """The KV cache has no room for the tokens asked for."""
+
+
+class Model:
+    """A loaded GGUF: weights, vocabulary, chat template."""
+
+    def __init__(self, path: str | Path, *, n_gpu_layers: int = 0, load_mtp: bool = False):
+        _init_backend()
+        self.path = Path(path)
+        params = llama_cpp.llama_model_default_params()
+        params.n_gpu_layers = n_gpu_layers
+        params.load_mtp = load_mtp
+        model = llama_cpp.llama_model_load_from_file(str(self.path).encode(), params)
+        if not model:
+            raise LocalspecError(f"llama.cpp could not load model: {self.path}")
+        self.ptr = model
+        self.vocab = llama_cpp.llama_model_get_vocab(model)
+        self.n_vocab = llama_cpp.llama_vocab_n_tokens(self.vocab)
+        self.n_ctx_train = llama_cpp.llama_model_n_ctx_train(model)
+        self.n_layer_nextn = llama_cpp.llama_model_n_layer_nextn(model)
+        self.add_bos = bool(llama_cpp.llama_vocab_get_add_bos(self.vocab))
+        self.bos = llama_cpp.llama_vocab_bos(self.vocab)
+        self.eos = llama_cpp.llama_vocab_eos(self.vocab)
+        self._piece_buf = ctypes.create_string_buffer(256)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    def meta(self, key: str) -> str | None:
+        buf = ctypes.create_string_buffer(256)
+        n = llama_cpp.llama_model_meta_val_str(self.ptr, key.encode(), buf, len(buf))
+        if n < 0:
+            return None
+        if n >= len(buf):
+            buf = ctypes.create_string_buffer(n + 1)
+            llama_cpp.llama_model_meta_val_str(self.ptr, key.encode(), buf, len(buf))
+        return buf.value.decode("utf-8", errors="replace")
+
+    def chat_template(self) -> str | None:
+        raw = llama_cpp.llama_model_chat_template(self.ptr, None)
+        return raw.decode("utf-8") if raw else None
+
+    def token_text(self, token: int) -> str:
+        raw = llama_cpp.llama_vocab_get_text(self.vocab, token)
+        return raw.decode("utf-8", errors="replace") if raw else ""
+
+    def is_eog(self, token: int) -> bool:
+        return bool(llama_cpp.llama_vocab_is_eog(self.vocab, token))
+
+    def tokenize(self, text: str, *, add_special: bool, parse_special: bool) -> list[int]:
+        data = text.encode("utf-8")
+        cap = len(data) + 8
+        buf = (llama_cpp.llama_token * cap)()
+        n = llama_cpp.llama_tokenize(self.vocab, data, len(data), buf, cap, add_special, parse_special)
+        if n < 0:
+            cap = -n
+            buf = (llama_cpp.llama_token * cap)()
+            n = llama_cpp.llama_tokenize(self.vocab, data, len(data), buf, cap, add_special, parse_special)
+        tokens = list(buf[:n])
+        # A template that writes its own BOS plus add_bos would give two.
+        if len(tokens) >= 2 and tokens[0] == tokens[1] == self.bos and self.add_bos:
+            tokens = tokens[1:]
+        return tokens
+
+    def piece(self, token: int) -> bytes:
+        buf = self._piece_buf
+        n = llama_cpp.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, False)
+        if n < 0:
+            buf = ctypes.create_string_buffer(-n)
+            n = llama_cpp.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, False)
+        return buf.raw[:n]
+
+    def detokenize(self, tokens: Sequence[int]) -> str:
+        return b"".join(self.piece(t) for t in tokens).decode("utf-8", errors="replace")
+
+    def close(self) -> None:
+        if self.ptr:
+            llama_cpp.llama_model_free(self.ptr)
+            self.ptr = None
+
+    def __del__(self) -> None:
+        self.close()
+
+
+class TextStream:
+    """Token ids in, text out, holding back bytes of an unfinished UTF-8 character."""
+
+    def __init__(self, model: Model):
+        self.model = model
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def push(self, token: int) -> str:
+        return self._decoder.decode(self.model.piece(token))
+
+
+Logits = Literal["none", "last", "all"]
+
+
+class Context:
+    """A KV cache for one model, with the token list it holds."""
+
+    def __init__(
+        self,
+        model: Model,
+        *,
+        n_ctx: int = 4096,
+        n_batch: int = 512,
+        n_threads: int | None = None,
+        flash_attn: bool | None = None,
+    ):
+        self.model = model
+        params = llama_cpp.llama_context_default_params()
+        params.n_ctx = n_ctx
+        params.n_batch = n_batch
+        params.n_ubatch = n_batch
+        params.n_seq_max = 1
+        threads = n_threads or default_threads()
+        params.n_threads = threads
+        params.n_threads_batch = threads
+        params.flash_attn_type = {
+            None: llama_cpp.LLAMA_FLASH_ATTN_TYPE_AUTO,
+            True: llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED,
+            False: llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED,
+        }[flash_attn]
+        params.no_perf = True
+        ctx = llama_cpp.llama_init_from_model(model.ptr, params)
+        if not ctx:
+            raise LocalspecError(f"llama.cpp could not create a context of {n_ctx} tokens for {model.name}")
+        self.ptr = ctx
+        self.memory = llama_cpp.llama_get_memory(ctx)
+        self.n_ctx = llama_cpp.llama_n_ctx(ctx)
+        self.n_batch = n_batch
+        self.n_vocab = model.n_vocab
+        self.tokens: list[int] = []
+        self._batch = llama_cpp.llama_batch_init(n_batch, 0, 1)
+
+    def common_prefix(self, seq: Sequence[int]) -> int:
+        n = min(len(self.tokens), len(seq))
+        i = 0
+        while i < n and self.tokens[i] == seq[i]:
+            i += 1
+        return i
+
+    def truncate(self, n: int) -> None:
+        """Forget every cached position from n on."""
+        if n < len(self.tokens):
+            if not llama_cpp.llama_memory_seq_rm(self.memory, 0, n, -1):
+                raise RuntimeError(f"llama_memory_seq_rm refused to cut the cache at {n}")
+            del self.tokens[n:]
+
+    def decode(self, tokens: Sequence[int], logits: Logits = "last") -> np.ndarray:
+        """Append `tokens` to the cache; return logits for the rows asked for.
+
+        The result has one row per requested position, (1, V) for "last",
+        (len(tokens), V) for "all", (0, V) for "none". It is a view into
+        llama.cpp's buffer, valid until this context decodes again.
+        """
+        if not tokens:
+            raise ValueError("decode needs at least one token")
+        if len(self.tokens) + len(tokens) > self.n_ctx:
+            raise ContextFull(f"context of {self.n_ctx} tokens is full")
+        if logits == "all" and len(tokens) > self.n_batch:
+            raise ValueError("logits for every row need the tokens to fit one batch")
+        start = 0
+        while start < len(tokens):
+            chunk = tokens[start : start + self.n_batch]
+            last_chunk = start + len(chunk) == len(tokens)
+            self._fill(chunk, logits if last_chunk else "none")
+            rc = llama_cpp.llama_decode(self.ptr, self._batch)
+            if rc != 0:
+                # The failed ubatch may have left partial entries; cut back to what we know.
+                llama_cpp.llama_memory_seq_rm(self.memory, 0, len(self.tokens), -1)
+                if rc == 1:
+                    raise ContextFull(f"no KV slot for {len(chunk)} tokens (context {self.n_ctx})")
+                raise RuntimeError(f"llama_decode failed with code {rc}")
+            self.tokens.extend(chunk)
+            start += len(chunk)
+        n_rows = {"none": 0, "last": 1, "all": len(tokens)}[logits]
+        return self._rows(n_rows)
+
+    def _fill(self, chunk: Sequence[int], logits: Logits) -> None:
+        b = self._batch
+        pos0 = len(self.tokens)
+        n = len(chunk)
+        for i, tok in enumerate(chunk):
+            b.token[i] = tok
+            b.pos[i] = pos0 + i
+            b.n_seq_id[i] = 1
+            b.seq_id[i][0] = 0
+            b.logits[i] = logits == "all"
+        if logits == "last":
+            b.logits[n - 1] = 1
+        b.n_tokens = n
+
+    def _rows(self, n_rows: int) -> np.ndarray:
+        if n_rows == 0:
+            return np.empty((0, self.n_vocab), dtype=np.float32)
+        # Output rows of one decode are laid out contiguously in batch order, so one
+        # view covers them; checked against llama_get_logits_ith's row pointers.
+        first = llama_cpp.llama_get_logits_ith(self.ptr, 0 if n_rows > 1 else -1)
+        base = ctypes.addressof(first.contents)
+        if n_rows > 1:
+            last = llama_cpp.llama_get_logits_ith(self.ptr, n_rows - 1)
+            if ctypes.addressof(last.contents) - base != (n_rows - 1) * self.n_vocab * 4:
+                return np.stack([self._row(i) for i in range(n_rows)])
+        flat = (ctypes.c_float * (n_rows * self.n_vocab)).from_address(base)
+        return np.frombuffer(flat, dtype=np.float32).reshape(n_rows, self.n_vocab)
+
+    def _row(self, i: int) -> np.ndarray:
+        ptr = llama_cpp.llama_get_logits_ith(self.ptr, i)
+        return np.ctypeslib.as_array(ptr, shape=(self.n_vocab,)).copy()
+
+    def prefill(self, seq: Sequence[int]) -> int:
+        """Make the cache hold exactly `seq`, reusing the common prefix.
+
+        Returns how many tokens were reused.
+        """
+        common = self.common_prefix(seq)
+        self.truncate(common)
+        if common < len(seq):
+            self.decode(seq[common:], logits="none")
+        return common
+
+    def close(self) -> None:
+        if self.ptr:
+            llama_cpp.llama_batch_free(self._batch)
+            llama_cpp.llama_free(self.ptr)
+            self.ptr = None
+
+    def __del__(self) -> None:
+        self.close()

@@ -1,0 +1,1 @@
+"""One module per `localspec` subcommand, each exposing `register(subparsers)`."""

@@ -1,0 +1,78 @@
+"""Drafting with a second, smaller GGUF model that shares the target's vocabulary.
+
+The draft keeps its own KV cache. Before each proposal it is brought in line
+with the context by cutting its cache back to the common prefix and decoding
+only what differs, which is at most the tokens of the last step: rollback on
+rejection and catching up after acceptance are the same operation, and the
+prompt is processed once.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from localspec.backend import Context, ContextFull
+from localspec.drafters import EMPTY_DRAFT, Draft
+from localspec.verify import SamplingParams, probs_from_logits
+
+
+def top_probability(logits: np.ndarray) -> float:
+    """Softmax probability of the argmax, without materialising the softmax."""
+    m = float(logits.max())
+    return 1.0 / float(np.exp(logits - m, dtype=np.float32).sum(dtype=np.float64))
+
+
+class DraftModelDrafter:
+    name = "draft"
+
+    def __init__(self, ctx: Context, p_min: float = 0.0):
+        self.ctx = ctx
+        # llama.cpp's `p_min`: stop drafting once the draft's own top token is less
+        # likely than this; such tokens are mostly rejected and cost a draft step each.
+        self.p_min = p_min
+
+    def _catch_up(self, context: Sequence[int]) -> np.ndarray:
+        common = self.ctx.common_prefix(context)
+        # The next-token logits need the last context token decoded in this call.
+        common = min(common, len(context) - 1)
+        self.ctx.truncate(common)
+        return self.ctx.decode(context[common:], logits="last")[-1]
+
+    def propose(
+        self, context: Sequence[int], k: int, sampling: SamplingParams, rng: np.random.Generator
+    ) -> Draft:
+        if k <= 0:
+            return EMPTY_DRAFT
+        try:
+            logits = self._catch_up(context)
+        except ContextFull:
+            return EMPTY_DRAFT
+        tokens: list[int] = []
+        probs: list[np.ndarray] = []
+        while True:
+            if top_probability(logits) < self.p_min:
+                break
+            if sampling.greedy:
+                tok = int(logits.argmax())
+            else:
+                q = probs_from_logits(logits, sampling)
+                tok = int(np.searchsorted(np.cumsum(q), rng.random() * q.sum(), side="right"))
+                tok = min(tok, q.size - 1)
+                probs.append(q)
+            tokens.append(tok)
+            if len(tokens) >= k:
+                break
+            try:
+                logits = self.ctx.decode([tok], logits="last")[-1]
+            except ContextFull:
+                break
+        return Draft(tokens=tokens, probs=np.stack(probs) if probs else None)
+
+    def observe(self, context: Sequence[int], n_accepted: int) -> None:
+        # Nothing to do eagerly: the next propose() cuts the cache to the common prefix.
+        pass
+
+    def close(self) -> None:
+        self.ctx.close()

@@ -1,0 +1,269 @@
+"""The engine a front end talks to: models loaded, drafters ready, settings live.
+
+`method` and `draft_max` are plain attributes read before every verify step,
+so a UI thread may change them while a reply streams.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+from localspec.backend import Context, Model
+from localspec.drafters import Drafter
+from localspec.drafters.combined import FirstOfDrafter
+from localspec.drafters.draft_model import DraftModelDrafter
+from localspec.drafters.lookup import LookupDrafter
+from localspec.errors import LocalspecError
+from localspec.events import StepEvent
+from localspec.generate import GenerateOptions, Generation
+from localspec.registry import DEFAULT_DRAFT_MAX, DEFAULT_P_MIN
+
+Progress = Callable[[str, float], None]
+
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """How to run one model: where it is and how llama.cpp should hold it."""
+
+    path: Path
+    name: str
+    n_ctx: int = 4096
+    n_gpu_layers: int = 0
+    chat_template: str | None = None
+
+
+class FixedPlanner:
+    """The engine's current method and draft length, read at every step."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    def plan(self, context: Sequence[int]) -> tuple[str, Drafter | None, int]:
+        method = self.engine.method
+        if method == "none":
+            return method, None, 0
+        return method, self.engine.drafter_for(method), self.engine.draft_max
+
+    def record(self, event: StepEvent) -> None:
+        self.engine.observe_cost(event)
+
+
+class Engine:
+    def __init__(
+        self,
+        target: Model,
+        target_ctx: Context,
+        *,
+        target_name: str,
+        draft_ctx: Context | None = None,
+        draft_name: str | None = None,
+        method: str | None = None,
+        draft_max: int = DEFAULT_DRAFT_MAX,
+        p_min: float = DEFAULT_P_MIN,
+        chat_template: str | None = None,
+    ):
+        self.target = target
+        self.target_ctx = target_ctx
+        self.target_name = target_name
+        self.draft_name = draft_name
+        self.lookup = LookupDrafter()
+        self._drafters: dict[str, Drafter] = {"lookup": self.lookup}
+        if draft_ctx is not None:
+            self.draft_model = DraftModelDrafter(draft_ctx, p_min=p_min)
+            self._drafters["draft"] = self.draft_model
+            self._drafters["draft+lookup"] = FirstOfDrafter("draft+lookup", [self.lookup, self.draft_model])
+            self.methods: tuple[str, ...] = ("draft", "lookup", "draft+lookup", "none")
+        else:
+            self.draft_model = None
+            self.methods = ("lookup", "none")
+        self.method = method or self.methods[0]
+        if self.method not in self.methods:
+            raise LocalspecError(
+                f"method {self.method!r} is not available here (have: {', '.join(self.methods)})"
+                + ("; --method draft needs --draft" if self.method in ("draft", "draft+lookup") else "")
+            )
+        self.draft_max = draft_max
+        self._template = chat_template or target.chat_template()
+        self._plain_step_s: float | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def p_min(self) -> float:
+        return self.draft_model.p_min if self.draft_model else 0.0
+
+    @p_min.setter
+    def p_min(self, value: float) -> None:
+        if self.draft_model:
+            self.draft_model.p_min = value
+
+    @property
+    def plain_tokens_per_s(self) -> float | None:
+        """Plain decoding rate of the target here, from steps that verified one row."""
+        return 1.0 / self._plain_step_s if self._plain_step_s else None
+
+    def drafter_for(self, method: str) -> Drafter:
+        return self._drafters[method]
+
+    def observe_cost(self, event: StepEvent) -> None:
+        if event.drafted == 0:
+            s = event.verify_s
+            prev = self._plain_step_s
+            self._plain_step_s = s if prev is None else 0.9 * prev + 0.1 * s
+
+    def render_chat(self, messages: list[dict[str, str]]) -> str:
+        if not self._template:
+            raise LocalspecError(f"{self.target_name} has no chat template; use --raw or set chat_template in models.toml")
+        formatter = Jinja2ChatFormatter(
+            template=self._template,
+            eos_token=self.target.token_text(self.target.eos),
+            bos_token=self.target.token_text(self.target.bos),
+            add_generation_prompt=True,
+        )
+        return formatter(messages=messages).prompt
+
+    def chat(
+        self, messages: list[dict[str, str]], options: GenerateOptions, cancel: threading.Event | None = None
+    ) -> Generation:
+        prompt = self.render_chat(messages)
+        return self.complete(prompt, options, cancel, parse_special=True)
+
+    def complete(
+        self,
+        prompt: str,
+        options: GenerateOptions,
+        cancel: threading.Event | None = None,
+        *,
+        parse_special: bool = False,
+    ) -> Generation:
+        tokens = self.target.tokenize(prompt, add_special=True, parse_special=parse_special)
+        if not tokens:
+            raise LocalspecError("the prompt is empty")
+        if len(tokens) >= self.target_ctx.n_ctx:
+            raise LocalspecError(
+                f"the prompt is {len(tokens)} tokens but the context holds {self.target_ctx.n_ctx}; raise n_ctx"
+            )
+        base = [self.lookup] + ([self.draft_model] if self.draft_model else [])
+        return Generation(self.target_ctx, tokens, FixedPlanner(self), options, cancel, drafters=base)
+
+    def close(self) -> None:
+        if self.draft_model:
+            self.draft_model.close()
+            self.draft_model.ctx.model.close()
+        self.target_ctx.close()
+        self.target.close()
+
+
+def open_engine(
+    target: ModelSettings,
+    draft: ModelSettings | None = None,
+    *,
+    method: str | None = None,
+    draft_max: int = DEFAULT_DRAFT_MAX,
+    p_min: float = DEFAULT_P_MIN,
+    n_threads: int | None = None,
+    flash_attn: bool | None = None,
+    progress: Progress | None = None,
+) -> Engine:
+    """Load models already on disk (vocabulary compatibility checked before)."""
+    report = progress or (lambda stage, frac: None)
+    report(f"load {target.name}", 0.0)
+    tmodel = Model(target.path, n_gpu_layers=target.n_gpu_layers)
+    tctx = Context(tmodel, n_ctx=target.n_ctx, n_threads=n_threads, flash_attn=flash_attn)
+    report(f"load {target.name}", 1.0)
+    dctx = None
+    if draft is not None:
+        report(f"load {draft.name}", 0.0)
+        dmodel = Model(draft.path, n_gpu_layers=draft.n_gpu_layers)
+        dctx = Context(dmodel, n_ctx=target.n_ctx, n_threads=n_threads, flash_attn=flash_attn)
+        report(f"load {draft.name}", 1.0)
+    return Engine(
+        tmodel,
+        tctx,
+        target_name=target.name,
+        draft_ctx=dctx,
+        draft_name=draft.name if draft else None,
+        method=method,
+        draft_max=draft_max,
+        p_min=p_min,
+        chat_template=target.chat_template,
+    )
+
+
+DRAFT_MODEL_METHODS = ("draft", "draft+lookup")
+
+
+def load_engine(
+    target: str | None = None,
+    draft: str | None = None,
+    *,
+    pair: str | None = None,
+    method: str | None = None,
+    draft_max: int | None = None,
+    p_min: float | None = None,
+    n_ctx: int | None = None,
+    n_gpu_layers: int | None = None,
+    n_gpu_layers_draft: int | None = None,
+    n_threads: int | None = None,
+    flash_attn: bool | None = None,
+    progress: Progress | None = None,
+) -> Engine:
+    """Resolve names or paths, fetch what is missing, check, load.
+
+    With neither `target` nor `pair`, the default pair of models.toml is used;
+    explicit arguments win over the pair's settings.
+    """
+    from localspec import registry
+    from localspec.gguf_info import read_gguf_info
+    from localspec.vocab import check_compatible
+
+    reg = registry.load_registry()
+    if pair is not None or target is None:
+        p = registry.resolve_pair(pair, reg)
+        target = target or p.target
+        draft = draft if draft is not None else p.draft
+        method = method or p.method
+        draft_max = p.draft_max if draft_max is None else draft_max
+        p_min = p.p_min if p_min is None else p_min
+    if method in DRAFT_MODEL_METHODS and draft is None:
+        raise LocalspecError(f"--method {method} needs a draft model: give --draft NAME_OR_PATH")
+    if method is None:
+        method = "draft" if draft else "none"
+
+    def settings(name_or_path: str, ngl: int | None):
+        spec = registry.resolve_model(name_or_path, reg)
+        path = spec.path
+        if path is None:
+            if progress:
+                progress(f"fetch {spec.name}", 0.0)
+            path = registry.ensure_local(spec, progress=progress is None)
+        info = read_gguf_info(path)
+        ms = ModelSettings(
+            path=path,
+            name=spec.name,
+            n_ctx=n_ctx or spec.n_ctx,
+            n_gpu_layers=spec.n_gpu_layers if ngl is None else ngl,
+            chat_template=spec.chat_template,
+        )
+        return ms, info
+
+    tset, tinfo = settings(target, n_gpu_layers)
+    dset = None
+    if draft is not None:
+        dset, dinfo = settings(draft, n_gpu_layers_draft)
+        check_compatible(tinfo.vocab, dinfo.vocab, tset.path, dset.path)
+    return open_engine(
+        tset,
+        dset,
+        method=method,
+        draft_max=DEFAULT_DRAFT_MAX if draft_max is None else draft_max,
+        p_min=DEFAULT_P_MIN if p_min is None else p_min,
+        n_threads=n_threads,
+        flash_attn=flash_attn,
+        progress=progress,
+    )

@@ -1,0 +1,199 @@
+"""The speculative decoding loop: draft, verify in one batch, keep the agreed prefix.
+
+Invariant between steps: the target's KV cache holds every context token but
+the newest one (`pending`), which is fed as row 0 of the next verify batch.
+A step therefore evaluates [pending, d_1..d_k] in one `llama_decode`; row i
+holds the target's distribution for the position after d_i (row 0: after
+`pending`), which is exactly what the verifier compares draft token d_{i+1}
+against. Plain decoding is the same step with k = 0, so the baseline and the
+speculative runs share every line of code but the drafter.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Iterator, Protocol, Sequence
+
+import numpy as np
+
+from localspec.backend import Context, ContextFull, TextStream
+from localspec.drafters import EMPTY_DRAFT, Drafter
+from localspec.events import Counters, EmittedToken, GenerationResult, StepEvent, StopReason
+from localspec.verify import SamplingParams, probs_from_logits, top2_margin, verify_greedy, verify_sampled
+
+
+@dataclass
+class GenerateOptions:
+    max_tokens: int = 512
+    sampling: SamplingParams = SamplingParams()
+    stop: tuple[str, ...] = ()
+    trace: bool = False
+
+
+class StepPlanner(Protocol):
+    """Chooses, before each step, which drafter to ask and for how many tokens."""
+
+    def plan(self, context: Sequence[int]) -> tuple[str, Drafter | None, int]: ...
+
+    def record(self, event: StepEvent) -> None: ...
+
+
+class Generation:
+    """Iterate to run the generation; one StepEvent per verify step.
+
+    `result` is set once iteration ends (normally, by a stop condition, or by
+    `cancel` being set, which is checked between steps so the cache stays
+    consistent).
+    """
+
+    def __init__(
+        self,
+        target: Context,
+        prompt: Sequence[int],
+        planner: StepPlanner,
+        options: GenerateOptions,
+        cancel: threading.Event | None = None,
+        drafters: Sequence[Drafter] = (),
+    ):
+        if not prompt:
+            raise ValueError("empty prompt")
+        self.target = target
+        self.prompt = list(prompt)
+        self.planner = planner
+        self.options = options
+        self.cancel = cancel or threading.Event()
+        self.drafters = drafters
+        self.result: GenerationResult | None = None
+
+    def __iter__(self) -> Iterator[StepEvent]:
+        opts = self.options
+        model = self.target.model
+        counters = Counters()
+        rng = np.random.default_rng(opts.sampling.seed)
+        text_stream = TextStream(model)
+
+        t0 = time.perf_counter()
+        context = list(self.prompt)
+        try:
+            counters.n_prompt_cached = self.target.prefill(context[:-1])
+        except ContextFull:
+            self.result = GenerationResult("", [], "context_full", counters, [])
+            return
+        counters.n_prompt = len(context) - 1 - counters.n_prompt_cached
+        counters.prompt_s = time.perf_counter() - t0
+        for d in self.drafters:
+            d.observe(context, 0)
+
+        generated: list[int] = []
+        trace: list[EmittedToken] = []
+        text = ""
+        stop_reason: StopReason | None = None
+        gen_start = time.perf_counter()
+
+        while stop_reason is None:
+            if self.cancel.is_set():
+                stop_reason = "cancelled"
+                break
+            remaining = opts.max_tokens - len(generated)
+            room = self.target.n_ctx - len(self.target.tokens)
+            if remaining <= 0:
+                stop_reason = "max_tokens"
+                break
+            if room < 1:
+                stop_reason = "context_full"
+                break
+
+            step_start = time.perf_counter()
+            method, drafter, k = self.planner.plan(context)
+            k = max(0, min(k, remaining - 1, room - 1))
+            draft = drafter.propose(context, k, opts.sampling, rng) if drafter and k else EMPTY_DRAFT
+            draft_tokens = draft.tokens[:k]
+            verify_start = time.perf_counter()
+
+            rows = self.target.decode([context[-1], *draft_tokens], logits="all")
+            if opts.sampling.greedy:
+                n_acc, next_token = verify_greedy(rows, draft_tokens)
+            else:
+                q = draft.probs[: len(draft_tokens)] if draft.probs is not None else None
+                n_acc, next_token = verify_sampled(probs_from_logits(rows, opts.sampling), q, draft_tokens, rng)
+            margins = [top2_margin(rows[i]) for i in range(n_acc + 1)] if opts.trace else [None] * (n_acc + 1)
+            step_end = time.perf_counter()
+
+            new = [EmittedToken(t, "draft", m) for t, m in zip(draft_tokens[:n_acc], margins)]
+            new.append(EmittedToken(next_token, "target", margins[n_acc]))
+            emitted: list[EmittedToken] = []
+            for tok in new:
+                if model.is_eog(tok.id):
+                    stop_reason = "eog"
+                    break
+                emitted.append(tok)
+                if len(generated) + len(emitted) >= opts.max_tokens:
+                    stop_reason = "max_tokens"
+                    break
+
+            context.extend(t.id for t in emitted)
+            generated.extend(t.id for t in emitted)
+            trace.extend(emitted)
+            # Back to the invariant: the cache holds the context minus its newest token.
+            self.target.truncate(len(context) - 1)
+            for d in self.drafters:
+                d.observe(context, n_acc)
+
+            pieces = [text_stream.push(t.id) for t in emitted]
+            if opts.stop:
+                full = text + "".join(pieces)
+                cut = _first_stop(full, len(text), opts.stop)
+                if cut is not None:
+                    stop_reason = "stop"
+                    pieces = _clip_pieces(pieces, max(0, cut - len(text)))
+                    text = full[:cut] if cut < len(text) else text
+            delta = "".join(pieces)
+            text += delta
+
+            counters.record_step(len(draft_tokens), n_acc)
+            counters.n_generated = len(generated)
+            counters.draft_s += verify_start - step_start
+            counters.verify_s += step_end - verify_start
+            counters.gen_s = time.perf_counter() - gen_start
+            event = StepEvent(
+                tokens=tuple(emitted),
+                pieces=tuple(pieces),
+                text=delta,
+                method=method,
+                k=k,
+                drafted=len(draft_tokens),
+                accepted=n_acc,
+                draft_s=verify_start - step_start,
+                verify_s=step_end - verify_start,
+                wall_s=time.perf_counter() - step_start,
+                counters=counters.snapshot(),
+            )
+            self.planner.record(event)
+            yield event
+
+        counters.gen_s = time.perf_counter() - gen_start
+        self.result = GenerationResult(text, generated, stop_reason, counters, trace)
+
+
+def _first_stop(full: str, checked: int, stops: Sequence[str]) -> int | None:
+    """Where the earliest stop string starts in `full`, looking only at matches
+    that end after `checked` (earlier text was searched in earlier steps)."""
+    hits = []
+    for s in stops:
+        if s:
+            h = full.find(s, max(0, checked - len(s) + 1))
+            if h >= 0:
+                hits.append(h)
+    return min(hits) if hits else None
+
+
+def _clip_pieces(pieces: list[str], n_chars: int) -> list[str]:
+    out: list[str] = []
+    for p in pieces:
+        if n_chars <= 0:
+            break
+        out.append(p[:n_chars])
+        n_chars -= len(out[-1])
+    return out

@@ -1,0 +1,29 @@
+"""Model files the tests run on: real GGUFs from the per-user cache (fetched
+by `make models`, or here on first use) and tiny ones written by fixtures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from localspec.registry import ensure_local, resolve_model
+
+
+def _model(name: str) -> Path:
+    return ensure_local(resolve_model(name), progress=False)
+
+
+@pytest.fixture(scope="session")
+def smollm2_path() -> Path:
+    return _model("smollm2-135m")
+
+
+@pytest.fixture(scope="session")
+def qwen_target_path() -> Path:
+    return _model("qwen2.5-coder-1.5b")
+
+
+@pytest.fixture(scope="session")
+def qwen_draft_path() -> Path:
+    return _model("qwen2.5-coder-0.5b")
