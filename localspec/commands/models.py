@@ -1,0 +1,230 @@
+"""`localspec pull`, `localspec models`, `localspec doctor`: what is on this machine.
+
+Everything here reads GGUF headers (localspec.gguf_info) rather than loading
+models, so listing a dozen files takes about a second and needs no memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import os
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+
+from localspec.errors import LocalspecError
+from localspec.fetch import cached_path
+from localspec.gguf_info import GGUFInfo, read_gguf_info
+from localspec.registry import Registry, ensure_local, load_registry
+from localspec.vocab import incompatibility
+
+# Compute buffers, the draft's KV cache slack, the Python process itself.
+RUNTIME_OVERHEAD_BYTES = 500 * 2**20
+
+
+def register(sub) -> None:
+    p = sub.add_parser("pull", help="download a model, or both models of a pair, into the cache")
+    p.add_argument("name", help="model or pair name from models.toml")
+    p.set_defaults(func=handle_pull)
+    p = sub.add_parser("models", help="list known and on-disk GGUF models and which can draft for which")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=handle_models)
+    p = sub.add_parser("doctor", help="check llama.cpp, memory and models, and say what to run next")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=handle_doctor)
+
+
+def handle_pull(args: argparse.Namespace) -> int:
+    reg = load_registry()
+    if args.name in reg.pairs:
+        pair = reg.pairs[args.name]
+        names = [n for n in (pair.target, pair.draft) if n]
+    elif args.name in reg.models:
+        names = [args.name]
+    else:
+        close = difflib.get_close_matches(args.name, [*reg.models, *reg.pairs], n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(close)}?" if close else f"; known: {', '.join([*reg.pairs, *reg.models])}"
+        raise LocalspecError(f"no model or pair named {args.name!r}{hint}")
+    for name in names:
+        print(f"{name}\t{ensure_local(reg.models[name], progress=True)}")
+    return 0
+
+
+@dataclass
+class Entry:
+    name: str
+    origin: str  # "registry" or "disk"
+    path: Path | None
+    size: int | None
+    info: GGUFInfo | None = None
+    error: str | None = None
+    drafts: tuple[str, ...] = ()
+
+    def as_json(self) -> dict:
+        out: dict = {"name": self.name, "origin": self.origin, "local": self.info is not None,
+                     "path": str(self.path) if self.path else None, "size": self.size}  # fmt: skip
+        if self.info:
+            i = self.info
+            out |= {"architecture": i.architecture, "n_params": i.n_params,
+                    "context_length": i.context_length, "mtp_layers": i.nextn_predict_layers,
+                    "vocab": {"type": i.vocab.type, "n_tokens": i.vocab.n_tokens},
+                    "compatible_drafts": list(self.drafts)}  # fmt: skip
+        if self.error:
+            out["error"] = self.error
+        return out
+
+
+def inventory(reg: Registry) -> list[Entry]:
+    """Every registry model plus GGUFs found on disk, drafts filled in for the local ones."""
+    entries = []
+    for spec in reg.models.values():
+        path = cached_path(spec)
+        entries.append(_read(Entry(spec.name, "registry", path, spec.size), path))
+    known = {e.path.resolve() for e in entries if e.path}
+    for path in discover(reg.search_paths):
+        if path.resolve() not in known:
+            known.add(path.resolve())
+            entries.append(_read(Entry(str(path), "disk", path, path.stat().st_size), path))
+    local = [e for e in entries if e.info]
+    for t in local:
+        assert t.info is not None
+        t.drafts = tuple(
+            d.name for d in local
+            if d is not t and d.info and d.info.file_size < t.info.file_size
+            and incompatibility(t.info.vocab, d.info.vocab) is None
+        )  # fmt: skip
+    return entries
+
+
+def _read(entry: Entry, path: Path | None) -> Entry:
+    if path is not None:
+        try:
+            entry.info = read_gguf_info(path)
+            entry.size = entry.info.file_size
+        except LocalspecError as e:
+            entry.error = str(e)
+    return entry
+
+
+def discover(extra: list[Path]) -> list[Path]:
+    """GGUF files in the usual places: HF cache, LM Studio, ~/models, search_paths."""
+    from huggingface_hub import constants
+
+    roots = [Path(constants.HF_HUB_CACHE), Path("~/.lmstudio/models").expanduser(),
+             Path("~/models").expanduser(), *extra]  # fmt: skip
+    found: list[Path] = []
+    for root in roots:
+        if root.is_file() and root.suffix == ".gguf":
+            found.append(root)
+        elif root.is_dir():
+            found += sorted(p for p in root.rglob("*.gguf") if p.is_file())
+    return found
+
+
+def handle_models(args: argparse.Namespace) -> int:
+    reg = load_registry()
+    entries = inventory(reg)
+    if args.json:
+        pairs = [vars(p) for p in reg.pairs.values()]
+        print(json.dumps({"models": [e.as_json() for e in entries], "pairs": pairs,
+                          "default_pair": reg.default_pair}, indent=2))  # fmt: skip
+        return 0
+    print(f"{'MODEL':<28} {'STATE':<8} {'SIZE':>8}  {'ARCH':<8} {'VOCAB':<12} DRAFTS")
+    for e in entries:
+        state = "local" if e.info else ("broken" if e.error else "missing")
+        size = "?" if e.size is None else f"{e.size / 1e6:.0f} MB" if e.size >= 1e6 else f"{e.size} B"
+        arch = e.info.architecture if e.info else ""
+        vocab = f"{e.info.vocab.type} {e.info.vocab.n_tokens}" if e.info else ""
+        print(f"{e.name:<28} {state:<8} {size:>8}  {arch:<8} {vocab:<12} {', '.join(e.drafts) or '-'}")
+        if e.error:
+            print(f"  {e.error}")
+    print("\npairs:")
+    for p in reg.pairs.values():
+        mark = " (default)" if p.name == reg.default_pair else ""
+        models = f"{p.target} + {p.draft}" if p.draft else p.target
+        print(f"  {p.name}{mark}: {models}, method {p.method}, draft_max {p.draft_max}")
+    return 0
+
+
+def memory_info() -> dict[str, int] | None:
+    """MemTotal and MemAvailable in bytes, from /proc/meminfo (Linux only)."""
+    try:
+        with open("/proc/meminfo") as f:
+            fields = dict(line.split(":", 1) for line in f if ":" in line)
+        return {k: int(fields[k].split()[0]) * 1024 for k in ("MemTotal", "MemAvailable")}
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+def pair_needs(reg: Registry, name: str | None) -> dict:
+    """Bytes the pair needs resident: weights plus f16 KV cache at each model's n_ctx."""
+    if name is None or name not in reg.pairs:
+        return {}
+    pair = reg.pairs[name]
+    total, known, local = RUNTIME_OVERHEAD_BYTES, True, True
+    for model in filter(None, (pair.target, pair.draft)):
+        spec = reg.models[model]
+        path = cached_path(spec)
+        local &= path is not None
+        info = read_gguf_info(path) if path else None
+        per_token = info.kv_bytes_per_token() if info else None
+        weights = info.file_size if info else spec.size
+        known &= weights is not None and per_token is not None
+        total += (weights or 0) + (per_token or 0) * spec.n_ctx
+    return {"pair": name, "bytes": total, "estimate_complete": known, "local": local,
+            "models": [m for m in (pair.target, pair.draft) if m]}  # fmt: skip
+
+
+def handle_doctor(args: argparse.Namespace) -> int:
+    import llama_cpp
+
+    reg = load_registry()
+    entries = [e for e in inventory(reg) if e.info]
+    mem = memory_info()
+    need = pair_needs(reg, reg.default_pair)
+    report = {
+        "python": platform.python_version(),
+        "llama_cpp_python": llama_cpp.__version__,
+        "gpu_offload": bool(llama_cpp.llama_supports_gpu_offload()),
+        "system_info": llama_cpp.llama_print_system_info().decode(errors="replace").strip(" |"),
+        "cpu_cores": os.cpu_count(),
+        "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "memory": mem,
+        "default_pair": need,
+        "mtp": {e.name: e.info.nextn_predict_layers for e in entries if e.info},
+        "next": _next_steps(reg, need, mem),
+    }
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    gib = 2**30
+    print(f"llama-cpp-python {report['llama_cpp_python']} (Python {report['python']})")
+    print(f"GPU offload: {'available' if report['gpu_offload'] else 'not in this build (CPU only)'}")
+    print(f"backend: {report['system_info']}")
+    print(f"cores: {report['usable_cores']} usable of {report['cpu_cores']}")
+    if mem:
+        print(f"memory: {mem['MemAvailable'] / gib:.1f} GiB available of {mem['MemTotal'] / gib:.1f} GiB")
+    if need:
+        approx = "" if need["estimate_complete"] else " (weights only; fetch the models for a full estimate)"
+        print(f"default pair {need['pair']} needs about {need['bytes'] / gib:.1f} GiB{approx}")
+    for name, layers in report["mtp"].items():
+        print(f"{name}: {f'{layers} MTP layer(s), can self-draft' if layers else 'no MTP heads'}")
+    for step in report["next"]:
+        print(f"next: {step}")
+    return 0
+
+
+def _next_steps(reg: Registry, need: dict, mem: dict[str, int] | None) -> list[str]:
+    if not need:
+        return ["add a [pairs.NAME] and default_pair to your models.toml (see docs/models.md)"]
+    steps = []
+    if mem and need["bytes"] > mem["MemAvailable"]:
+        steps.append("the default pair needs more memory than is available: pick a smaller pair "
+                     "with --pair, or add one to models.toml")  # fmt: skip
+    if not need["local"]:
+        steps.append(f"localspec pull {need['pair']}")
+    steps.append(f"localspec chat --pair {need['pair']}")
+    return steps
+
