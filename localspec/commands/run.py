@@ -11,7 +11,7 @@ from localspec.errors import LocalspecError
 from localspec.generate import GenerateOptions
 from localspec.verify import SamplingParams
 
-METHODS = ("none", "draft", "lookup", "draft+lookup")
+METHODS = ("auto", "none", "draft", "lookup", "draft+lookup")
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
@@ -19,7 +19,9 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target", help="model name from models.toml or a GGUF path")
     p.add_argument("--draft", help="draft model name or GGUF path (same vocabulary as the target)")
     p.add_argument("--pair", help="target/draft pair name from models.toml")
-    p.add_argument("--draft-max", type=non_negative_int, help="tokens drafted per step (default 4)")
+    p.add_argument(
+        "--draft-max", type=draft_length, help="tokens drafted per step, or 'auto' to choose each step (default 4)"
+    )
     p.add_argument("--p-min", type=probability, help="stop drafting when the draft's top probability is below this")
     p.add_argument("--n-ctx", type=positive_int, help="context size (default: models.toml, else 4096)")
     p.add_argument("--ngl", type=int, help="target layers to offload to the GPU (-1 = all)")
@@ -30,7 +32,7 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
 def register(sub) -> None:
     p = sub.add_parser("run", help="generate a reply to one prompt")
     add_model_args(p)
-    p.add_argument("--method", choices=METHODS, help="drafting method (default: draft with --draft, else none)")
+    p.add_argument("--method", choices=METHODS, help="drafting method (default: the pair's, else auto)")
     p.add_argument("--temp", type=non_negative_float, default=0.0, help="temperature; 0 = greedy (default)")
     p.add_argument("--top-k", type=non_negative_int, default=0)
     p.add_argument("--top-p", type=float, default=1.0)
@@ -131,6 +133,10 @@ def read_prompt(args: argparse.Namespace) -> str:
     if not text.strip():
         raise LocalspecError("the prompt is empty")
     return text
+
+
+def draft_length(s: str) -> int | str:
+    return "auto" if s == "auto" else non_negative_int(s)
 
 
 def positive_int(s: str) -> int:

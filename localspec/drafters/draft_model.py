@@ -32,6 +32,10 @@ class DraftModelDrafter:
         # llama.cpp's `p_min`: stop drafting once the draft's own top token is less
         # likely than this; such tokens are mostly rejected and cost a draft step each.
         self.p_min = p_min
+        # Stop once the product of those probabilities (a stand-in for the chance
+        # that the whole draft so far survives) falls below this; set per step by
+        # the adaptive planner, 0 otherwise.
+        self.cum_p_min = 0.0
 
     def _catch_up(self, context: Sequence[int]) -> np.ndarray:
         common = self.ctx.common_prefix(context)
@@ -51,8 +55,11 @@ class DraftModelDrafter:
             return EMPTY_DRAFT
         tokens: list[int] = []
         probs: list[np.ndarray] = []
+        cum_p = 1.0
         while True:
-            if top_probability(logits) < self.p_min:
+            p_top = top_probability(logits)
+            cum_p *= p_top
+            if p_top < self.p_min or cum_p < self.cum_p_min:
                 break
             if sampling.greedy:
                 tok = int(logits.argmax())

@@ -1,0 +1,103 @@
+"""A short measurement of verify and draft costs at load, kept per machine.
+
+The planner's first decisions would otherwise be guesses. The numbers depend
+on the model file, the thread count and GPU offload, so they are cached under
+that key in the user cache and measured again only when one of them changes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+from localspec.backend import Context
+
+ROWS = (1, 2, 3, 5, 9)
+PREFIX = 64  # positions already in the cache, like a short prompt
+REPEATS = 2
+
+
+def _cache_file() -> Path:
+    from localspec.fetch import cache_dir
+
+    return cache_dir() / "calibration.json"
+
+
+def _key(ctx: Context, n_threads: int, n_gpu_layers: int) -> str:
+    p = ctx.model.path
+    st = p.stat()
+    return f"{p.name}:{st.st_size}:{int(st.st_mtime)}:t{n_threads}:ngl{n_gpu_layers}"
+
+
+def _time_decodes(ctx: Context, rows: int, seed_tokens: list[int]) -> float:
+    """Median-free best of REPEATS: the least-disturbed measurement of `rows` rows."""
+    ctx.truncate(0)
+    ctx.decode(seed_tokens[:PREFIX], logits="none")
+    best = float("inf")
+    for _ in range(REPEATS):
+        t = time.perf_counter()
+        ctx.decode(seed_tokens[PREFIX : PREFIX + rows], logits="all")
+        best = min(best, time.perf_counter() - t)
+        ctx.truncate(PREFIX)
+    ctx.truncate(0)
+    return best
+
+
+def _load() -> dict:
+    try:
+        return json.loads(_cache_file().read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _save(saved: dict) -> None:
+    cache = _cache_file()
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(saved, indent=1))
+        os.replace(tmp, cache)
+    except OSError:
+        pass  # a read-only cache only costs a re-measurement next time
+
+
+def keys_for(target: Context, draft: Context | None, n_threads: int, ngl: tuple[int, int]) -> dict[str, str]:
+    keys = {"target": _key(target, n_threads, ngl[0])}
+    if draft is not None:
+        keys["draft"] = _key(draft, n_threads, ngl[1])
+    return keys
+
+
+def measure(target: Context, draft: Context | None, keys: dict[str, str]) -> dict:
+    """Verify seconds by row count for the target; seconds per token for the draft.
+
+    Served from the cache when these models ran here with these settings before.
+    """
+    saved = _load()
+    result: dict = {}
+    tokens = target.model.tokenize("def f(x):\n    return x * 2\n" * 20, add_special=False, parse_special=False) * 2
+    if keys["target"] in saved:
+        result["verify_s"] = {int(n): s for n, s in saved[keys["target"]].items()}
+    else:
+        result["verify_s"] = {n: _time_decodes(target, n, tokens) for n in ROWS}
+        saved[keys["target"]] = result["verify_s"]
+    if draft is not None:
+        if keys["draft"] in saved:
+            result["draft_token_s"] = saved[keys["draft"]]["1"]
+        else:
+            result["draft_token_s"] = _time_decodes(draft, 1, tokens)
+            saved[keys["draft"]] = {"1": result["draft_token_s"]}
+    _save(saved)
+    return result
+
+
+def remember(keys: dict[str, str], verify_s: dict[int, float], draft_token_s: float | None) -> None:
+    """Store what a session measured, so the next start begins from it: a
+    calibration taken while the machine was busy does not stick."""
+    saved = _load()
+    saved[keys["target"]] = {str(n): s for n, s in sorted(verify_s.items())}
+    if draft_token_s is not None and "draft" in keys:
+        saved[keys["draft"]] = {"1": draft_token_s}
+    _save(saved)

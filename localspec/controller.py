@@ -1,0 +1,210 @@
+"""Choosing, before every verify step, which drafter to ask and for how many tokens.
+
+Speculation is not free here: verifying n rows costs more than one, and a
+draft model costs a decode per token. With acceptance α_i (the chance that
+draft position i is accepted given the ones before it were), a step that
+drafts k tokens yields on average
+
+    E[tokens](k) = 1 + Σ_{i=1..k} Π_{j=1..i} α_j        (the target's own token is the 1)
+
+and costs  draft(k) + verify(k + 1)  seconds. The planner picks the drafter
+and k (0 = plain decoding, E = 1, cost = verify(1)) with the highest
+E / cost, from costs and acceptance measured on this machine during this
+reply. Because k = 0 is always a candidate and its cost is measured, the
+choice can only fall below plain decoding when the estimates are wrong, and
+the estimates follow what the last steps actually did.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from localspec.drafters import Drafter
+from localspec.events import StepEvent
+
+K_MAX = 8  # a verify batch of 9 rows: beyond that acceptance of a long tail is negligible
+DECAY = 0.85  # weight of the past in each running estimate: adapts within a reply
+PROBE_EVERY = 24  # steps a sidelined drafter waits before it is tried again
+
+
+class RunningMean:
+    """Exponentially weighted mean with a prior that fades as data arrives."""
+
+    def __init__(self, prior: float, prior_weight: float = 1.0):
+        self.total = prior * prior_weight
+        self.weight = prior_weight
+
+    def add(self, value: float, weight: float = 1.0) -> None:
+        self.total = self.total * DECAY + value * weight
+        self.weight = self.weight * DECAY + weight
+
+    @property
+    def value(self) -> float:
+        return self.total / self.weight
+
+
+@dataclass
+class CostModel:
+    """Seconds per verify of n rows and per drafted token, as measured."""
+
+    verify_s: dict[int, RunningMean] = field(default_factory=dict)
+    draft_token_s: dict[str, RunningMean] = field(default_factory=dict)
+
+    def seed(self, verify_s: dict[int, float], draft_token_s: dict[str, float]) -> None:
+        for n, s in verify_s.items():
+            self.verify_s[n] = RunningMean(s, prior_weight=2.0)
+        for name, s in draft_token_s.items():
+            self.draft_token_s[name] = RunningMean(s, prior_weight=2.0)
+
+    def verify(self, n_rows: int) -> float:
+        if n_rows in self.verify_s:
+            return self.verify_s[n_rows].value
+        known = sorted(self.verify_s)
+        if not known:
+            return 0.07 * (1 + 0.5 * (n_rows - 1))  # only until the first measured step
+        # Linear through the nearest measured sizes: verify cost grows ~linearly in rows.
+        lo = max((n for n in known if n < n_rows), default=None)
+        hi = min((n for n in known if n > n_rows), default=None)
+        if lo is None:
+            lo, hi = hi, (known[1] if len(known) > 1 else None)
+        if hi is None:
+            lo, hi = (known[-2], known[-1]) if len(known) > 1 else (known[-1], None)
+        if hi is None or hi == lo:
+            return self.verify_s[lo].value * n_rows / lo
+        a, b = self.verify_s[lo].value, self.verify_s[hi].value
+        return max(a + (b - a) * (n_rows - lo) / (hi - lo), 1e-4)
+
+    def draft(self, name: str, k: int) -> float:
+        if k == 0 or name == "lookup":
+            return 0.0
+        per = self.draft_token_s.get(name)
+        return (per.value if per else self.verify(1) * 0.5) * k
+
+    def record(self, event: StepEvent) -> None:
+        n = event.drafted + 1
+        self.verify_s.setdefault(n, RunningMean(event.verify_s, 0.0)).add(event.verify_s)
+        if event.drafted and event.method not in ("lookup",):
+            name = "draft"  # the draft model: "draft" and "draft+lookup" steps that used it
+            self.draft_token_s.setdefault(name, RunningMean(event.draft_s / event.drafted, 0.0)).add(
+                event.draft_s / event.drafted
+            )
+
+
+class Acceptance:
+    """Per drafter, per position: the chance position i is accepted given i-1 were."""
+
+    def __init__(self, prior: Sequence[float]):
+        self.rates = [RunningMean(p, prior_weight=2.0) for p in prior]
+
+    def at(self, i: int) -> float:
+        return self.rates[min(i, len(self.rates) - 1)].value
+
+    def expected_tokens(self, k: int) -> float:
+        total, run = 1.0, 1.0
+        for i in range(k):
+            run *= self.at(i)
+            total += run
+        return total
+
+    def record(self, drafted: int, accepted: int) -> None:
+        # Position i was reached iff i < drafted and all before it were accepted.
+        for i in range(min(drafted, accepted + 1)):
+            if i >= len(self.rates):
+                self.rates.append(RunningMean(self.rates[-1].value, 1.0))
+            self.rates[i].add(1.0 if i < accepted else 0.0)
+
+
+@dataclass
+class Choice:
+    method: str
+    k: int
+    rate: float  # expected tokens per second
+
+
+def best_k(name: str, acc: Acceptance, costs: CostModel, k_cap: int) -> Choice:
+    best = Choice("none", 0, 1.0 / costs.verify(1))
+    for k in range(1, k_cap + 1):
+        rate = acc.expected_tokens(k) / (costs.draft(name, k) + costs.verify(k + 1))
+        if rate > best.rate:
+            best = Choice(name, k, rate)
+    return best
+
+
+class Planner:
+    """The engine's step planner: fixed settings, or chosen from measurements.
+
+    Every step is recorded, whatever chose it, so the estimates are warm when
+    the user switches to `auto` or to automatic draft length.
+    """
+
+    def __init__(self, engine, costs: CostModel | None = None):
+        self.engine = engine
+        self.costs = costs or CostModel()
+        # Priors: lookup is right more often at short range; a same-family draft model
+        # agrees with its target most of the time on the first tokens.
+        self.acceptance = {
+            "lookup": Acceptance([0.5, 0.6, 0.7, 0.7]),
+            "draft": Acceptance([0.7, 0.7, 0.65, 0.6]),
+            "mtp": Acceptance([0.6, 0.5, 0.4]),
+        }
+        self.idle_steps: dict[str, int] = {}
+
+    def plan(self, context: Sequence[int]) -> tuple[str, Drafter | None, int]:
+        eng = self.engine
+        method = eng.method
+        if method == "none":
+            return "none", None, 0
+        if eng.draft_model is not None:
+            eng.draft_model.cum_p_min = 0.0
+        if method != "auto" and not eng.auto_draft:
+            return method, eng.drafter_for(method), eng.draft_max
+        candidates = [m for m in ("lookup", "draft", "mtp") if m in eng.methods] if method == "auto" else [method]
+        choice = Choice("none", 0, 1.0 / self.costs.verify(1))
+        for name in candidates:
+            c = self._choose(name, context)
+            if c.rate > choice.rate:
+                choice = c
+        probe = self._probe(candidates, choice)
+        if probe is not None:
+            choice = probe
+        if choice.k == 0:
+            return "none", None, 0
+        if choice.method == "draft":
+            self._tune_draft_stop(eng)
+        return choice.method, eng.drafter_for(choice.method), choice.k
+
+    def _choose(self, name: str, context: Sequence[int]) -> Choice:
+        acc = self.acceptance.get(name) or self.acceptance["draft"]
+        if name == "lookup":
+            # The proposal is free to compute: only its length is in question.
+            available = len(self.engine.lookup.propose(context, K_MAX, None, None).tokens)
+            return best_k(name, acc, self.costs, available)
+        return best_k(name, acc, self.costs, K_MAX)
+
+    def _probe(self, candidates: list[str], choice: Choice) -> Choice | None:
+        """After a drafter has been passed over for a while, try it once with a
+        short draft: its acceptance may have changed with the text."""
+        for name in candidates:
+            if name == choice.method:
+                self.idle_steps[name] = 0
+                continue
+            self.idle_steps[name] = self.idle_steps.get(name, 0) + 1
+            if self.idle_steps[name] >= PROBE_EVERY and name != "lookup":
+                self.idle_steps[name] = 0
+                return Choice(name, 2, 0.0)
+        return None
+
+    def _tune_draft_stop(self, eng) -> None:
+        # Drafting one more token pays if the chance that it and all before it are
+        # accepted, times the plain cost of a token, exceeds what it costs to draft and
+        # verify it. The draft model's own running probability stands in for that chance.
+        c = self.costs
+        marginal = c.draft("draft", 1) + max(c.verify(3) - c.verify(2), 0.0)
+        eng.draft_model.cum_p_min = min(0.95, marginal / c.verify(1))
+
+    def record(self, event: StepEvent) -> None:
+        self.costs.record(event)
+        if event.drafted:
+            key = "lookup" if event.method == "lookup" else event.method if event.method in self.acceptance else "draft"
+            self.acceptance[key].record(event.drafted, event.accepted)

@@ -1,0 +1,101 @@
+"""The adaptive planner on synthetic cost and acceptance traces: pure logic,
+no model. The same planner runs end to end in test_lossless/test_cli."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from localspec.controller import Acceptance, CostModel, Planner, best_k
+from localspec.events import Counters, StepEvent
+
+
+def costs(verify_one: float, per_row: float, draft_token: float = 0.0) -> CostModel:
+    c = CostModel()
+    c.seed({n: verify_one + per_row * (n - 1) for n in (1, 2, 3, 5, 9)}, {"draft": draft_token})
+    return c
+
+
+def test_plain_when_verification_is_expensive_and_acceptance_low():
+    c = costs(0.07, 0.035, 0.035)  # this machine's shape: 5 rows cost 3x one
+    assert best_k("draft", Acceptance([0.3, 0.3, 0.3, 0.3]), c, 8).k == 0
+    assert best_k("lookup", Acceptance([0.3, 0.3]), c, 8).k == 0
+
+
+def test_long_drafts_when_acceptance_is_high_and_rows_are_cheap():
+    c = costs(0.07, 0.005)  # GPU-like: extra rows almost free
+    assert best_k("lookup", Acceptance([0.95] * 8), c, 8).k == 8
+    assert 0 < best_k("lookup", Acceptance([0.6] * 8), c, 8).k < 8
+
+
+def test_k_grows_with_acceptance():
+    c = costs(0.07, 0.02)
+    ks = [best_k("lookup", Acceptance([a] * 8), c, 8).k for a in (0.2, 0.5, 0.8, 0.95)]
+    assert ks == sorted(ks) and ks[0] == 0 and ks[-1] > 2
+
+
+def test_expected_tokens_formula():
+    acc = Acceptance([0.5, 0.5])
+    # 1 + 0.5 + 0.25: the target's own token plus the chance of each draft prefix surviving
+    assert abs(acc.expected_tokens(2) - 1.75) < 1e-12
+
+
+def test_verify_cost_interpolates_between_measured_sizes():
+    c = costs(0.1, 0.05)
+    assert abs(c.verify(4) - 0.25) < 1e-9
+    assert c.verify(12) > c.verify(9)
+
+
+class FakeEngine:
+    """Only the attributes the planner reads; the drafters are never called here."""
+
+    def __init__(self):
+        self.method = "auto"
+        self.methods = ("auto", "draft", "lookup", "none")
+        self.auto_draft = False
+        self.draft_max = 4
+        self.draft_model = type("D", (), {"cum_p_min": 0.0})()
+        self.lookup = type("L", (), {"propose": lambda self, c, k, s, r: type("Dr", (), {"tokens": []})()})()
+
+    def drafter_for(self, name):
+        return name
+
+
+def step(method: str, drafted: int, accepted: int, verify_s: float, draft_s: float = 0.0) -> StepEvent:
+    return StepEvent((), (), "", method, drafted, drafted, accepted, draft_s, verify_s, draft_s + verify_s, Counters())
+
+
+def test_recovers_after_a_phase_change():
+    """Draft model great, then useless (the text changed), then great again."""
+    rng = np.random.default_rng(0)
+    engine = FakeEngine()
+    planner = Planner(engine, costs(0.07, 0.01, 0.01))
+
+    def run(n_steps: int, alpha: float) -> list[int]:
+        ks = []
+        for _ in range(n_steps):
+            method, _, k = planner.plan([1, 2, 3])
+            ks.append(k if method == "draft" else 0)
+            if method == "draft":
+                accepted = 0
+                while accepted < k and rng.random() < alpha:
+                    accepted += 1
+                planner.record(step("draft", k, accepted, 0.07 + 0.01 * k, 0.01 * k))
+            else:
+                planner.record(step("none", 0, 0, 0.07))
+        return ks
+
+    good = run(40, 0.95)
+    bad = run(60, 0.05)
+    again = run(80, 0.95)
+    assert np.mean(good[-20:]) >= 3
+    assert np.mean(bad[-20:]) < 0.5, "kept drafting after acceptance collapsed"
+    assert np.mean(again[-20:]) >= 3, "never probed the draft model again"
+
+
+def test_fixed_method_with_fixed_k_is_left_alone():
+    engine = FakeEngine()
+    engine.method, engine.draft_max = "draft", 3
+    planner = Planner(engine, costs(0.07, 0.5, 0.5))  # would never draft if it chose
+    assert planner.plan([1]) == ("draft", "draft", 3)
+    engine.auto_draft = True
+    assert planner.plan([1])[2] == 0
