@@ -23,9 +23,11 @@ from typing import Sequence
 from localspec.drafters import Drafter
 from localspec.events import StepEvent
 
+LOOKUP_BUCKETS = 6  # match lengths 2..5 apart, 6 and longer together
 K_MAX = 8  # a verify batch of 9 rows: beyond that acceptance of a long tail is negligible
 DECAY = 0.85  # weight of the past in each running estimate: adapts within a reply
-PROBE_EVERY = 24  # steps a sidelined drafter waits before it is tried again
+PROBE_EVERY = 48  # steps a sidelined draft model waits before it is tried again: a probe
+# pays for catching the draft cache up on every token since, so it must be rare
 
 
 class RunningMean:
@@ -44,18 +46,47 @@ class RunningMean:
         return self.total / self.weight
 
 
+class LinearFit:
+    """seconds ≈ a + b·n by exponentially weighted least squares."""
+
+    def __init__(self, a: float, b: float):
+        # A prior of two pseudo-points on the line a + b·n, at n = 1 and n = 8.
+        self.sums = [0.0] * 5  # Σw, Σn, Σs, Σn², Σn·s
+        for n in (1, 8):
+            self.add(n, a + b * n, decay=1.0)
+
+    def add(self, n: float, s: float, decay: float = DECAY) -> None:
+        w, sn, ss, snn, sns = (x * decay for x in self.sums)
+        self.sums = [w + 1, sn + n, ss + s, snn + n * n, sns + n * s]
+
+    def __call__(self, n: float) -> float:
+        w, sn, ss, snn, sns = self.sums
+        det = w * snn - sn * sn
+        b = (w * sns - sn * ss) / det if det > 1e-12 else 0.0
+        a = (ss - b * sn) / w
+        return max(a + b * n, 0.0)
+
+
 @dataclass
 class CostModel:
-    """Seconds per verify of n rows and per drafted token, as measured."""
+    """Seconds per verify of n rows and per draft-model decode, as measured.
+
+    The draft model's cost has two parts: catching its cache up with the
+    context (a batch of the tokens it has not seen: after plain steps there can
+    be many) and one single-token decode per further drafted token.
+    """
 
     verify_s: dict[int, RunningMean] = field(default_factory=dict)
     draft_token_s: dict[str, RunningMean] = field(default_factory=dict)
+    catch_up: LinearFit | None = None
 
     def seed(self, verify_s: dict[int, float], draft_token_s: dict[str, float]) -> None:
         for n, s in verify_s.items():
             self.verify_s[n] = RunningMean(s, prior_weight=2.0)
         for name, s in draft_token_s.items():
             self.draft_token_s[name] = RunningMean(s, prior_weight=2.0)
+            # A batch of n tokens costs about one decode plus a fraction per extra token.
+            self.catch_up = LinearFit(s * 0.8, s * 0.2)
 
     def verify(self, n_rows: int) -> float:
         if n_rows in self.verify_s:
@@ -75,20 +106,25 @@ class CostModel:
         a, b = self.verify_s[lo].value, self.verify_s[hi].value
         return max(a + (b - a) * (n_rows - lo) / (hi - lo), 1e-4)
 
-    def draft(self, name: str, k: int) -> float:
+    def draft(self, name: str, k: int, behind: int = 1) -> float:
         if k == 0 or name == "lookup":
             return 0.0
         per = self.draft_token_s.get(name)
-        return (per.value if per else self.verify(1) * 0.5) * k
+        single = per.value if per else self.verify(1) * 0.5
+        first = self.catch_up(behind) if self.catch_up else single * behind
+        return first + single * (k - 1)
 
-    def record(self, event: StepEvent) -> None:
+    def record_verify(self, event: StepEvent) -> None:
         n = event.drafted + 1
         self.verify_s.setdefault(n, RunningMean(event.verify_s, 0.0)).add(event.verify_s)
-        if event.drafted and event.method not in ("lookup",):
-            name = "draft"  # the draft model: "draft" and "draft+lookup" steps that used it
-            self.draft_token_s.setdefault(name, RunningMean(event.draft_s / event.drafted, 0.0)).add(
-                event.draft_s / event.drafted
-            )
+
+    def record_draft_model(self, catch_up: tuple[int, float], singles: tuple[int, float]) -> None:
+        if self.catch_up is None:
+            self.catch_up = LinearFit(catch_up[1], 0.0)
+        self.catch_up.add(*catch_up)
+        n, s = singles
+        if n:
+            self.draft_token_s.setdefault("draft", RunningMean(s / n, 0.0)).add(s / n, weight=n)
 
 
 class Acceptance:
@@ -122,10 +158,10 @@ class Choice:
     rate: float  # expected tokens per second
 
 
-def best_k(name: str, acc: Acceptance, costs: CostModel, k_cap: int) -> Choice:
+def best_k(name: str, acc: Acceptance, costs: CostModel, k_cap: int, behind: int = 1) -> Choice:
     best = Choice("none", 0, 1.0 / costs.verify(1))
     for k in range(1, k_cap + 1):
-        rate = acc.expected_tokens(k) / (costs.draft(name, k) + costs.verify(k + 1))
+        rate = acc.expected_tokens(k) / (costs.draft(name, k, behind) + costs.verify(k + 1))
         if rate > best.rate:
             best = Choice(name, k, rate)
     return best
@@ -144,11 +180,14 @@ class Planner:
         # Priors: lookup is right more often at short range; a same-family draft model
         # agrees with its target most of the time on the first tokens.
         self.acceptance = {
-            "lookup": Acceptance([0.5, 0.6, 0.7, 0.7]),
             "draft": Acceptance([0.7, 0.7, 0.65, 0.6]),
             "mtp": Acceptance([0.6, 0.5, 0.4]),
         }
+        # Lookup acceptance depends mostly on how long the matched n-gram was.
+        for n in range(2, LOOKUP_BUCKETS + 1):
+            self.acceptance[f"lookup{n}"] = Acceptance([0.3 + 0.1 * n] * 2)
         self.idle_steps: dict[str, int] = {}
+        self._draft_proposals_seen = 0
 
     def plan(self, context: Sequence[int]) -> tuple[str, Drafter | None, int]:
         eng = self.engine
@@ -175,12 +214,18 @@ class Planner:
         return choice.method, eng.drafter_for(choice.method), choice.k
 
     def _choose(self, name: str, context: Sequence[int]) -> Choice:
-        acc = self.acceptance.get(name) or self.acceptance["draft"]
         if name == "lookup":
             # The proposal is free to compute: only its length is in question.
-            available = len(self.engine.lookup.propose(context, K_MAX, None, None).tokens)
-            return best_k(name, acc, self.costs, available)
-        return best_k(name, acc, self.costs, K_MAX)
+            lookup = self.engine.lookup
+            available = len(lookup.propose(context, K_MAX, None, None).tokens)
+            if not available:
+                return Choice("none", 0, 0.0)
+            return best_k(name, self._lookup_acceptance(lookup.last_match_n), self.costs, available)
+        behind = self.engine.draft_model.behind(context) if name == "draft" else 1
+        return best_k(name, self.acceptance[name], self.costs, K_MAX, behind)
+
+    def _lookup_acceptance(self, match_n: int) -> Acceptance:
+        return self.acceptance[f"lookup{min(max(match_n, 2), LOOKUP_BUCKETS)}"]
 
     def _probe(self, candidates: list[str], choice: Choice) -> Choice | None:
         """After a drafter has been passed over for a while, try it once with a
@@ -204,7 +249,17 @@ class Planner:
         eng.draft_model.cum_p_min = min(0.95, marginal / c.verify(1))
 
     def record(self, event: StepEvent) -> None:
-        self.costs.record(event)
+        self.costs.record_verify(event)
+        dm = self.engine.draft_model
+        used_draft_model = dm is not None and dm.proposals != self._draft_proposals_seen
+        if used_draft_model:
+            self._draft_proposals_seen = dm.proposals
+            self.costs.record_draft_model(dm.last_catch_up, dm.last_singles)
         if event.drafted:
-            key = "lookup" if event.method == "lookup" else event.method if event.method in self.acceptance else "draft"
+            if used_draft_model:
+                key = "draft"
+            elif event.method in ("lookup", "draft+lookup"):
+                key = f"lookup{min(max(self.engine.lookup.last_match_n, 2), LOOKUP_BUCKETS)}"
+            else:
+                key = event.method
             self.acceptance[key].record(event.drafted, event.accepted)

@@ -39,6 +39,12 @@ def test_expected_tokens_formula():
     assert abs(acc.expected_tokens(2) - 1.75) < 1e-12
 
 
+def test_draft_cost_counts_catching_up():
+    c = costs(0.07, 0.02, 0.03)
+    assert c.draft("draft", 3, behind=20) > c.draft("draft", 3, behind=1)
+    assert c.draft("lookup", 3, behind=20) == 0.0
+
+
 def test_verify_cost_interpolates_between_measured_sizes():
     c = costs(0.1, 0.05)
     assert abs(c.verify(4) - 0.25) < 1e-9
@@ -53,8 +59,10 @@ class FakeEngine:
         self.methods = ("auto", "draft", "lookup", "none")
         self.auto_draft = False
         self.draft_max = 4
-        self.draft_model = type("D", (), {"cum_p_min": 0.0})()
-        self.lookup = type("L", (), {"propose": lambda self, c, k, s, r: type("Dr", (), {"tokens": []})()})()
+        self.draft_model = type("D", (), {"cum_p_min": 0.0, "proposals": 0, "behind": lambda self, c: 1})()
+        self.lookup = type(
+            "L", (), {"last_match_n": 0, "propose": lambda self, c, k, s, r: type("Dr", (), {"tokens": []})()}
+        )()
 
     def drafter_for(self, name):
         return name

@@ -9,6 +9,7 @@ prompt is processed once.
 
 from __future__ import annotations
 
+import time
 from typing import Sequence
 
 import numpy as np
@@ -36,6 +37,15 @@ class DraftModelDrafter:
         # that the whole draft so far survives) falls below this; set per step by
         # the adaptive planner, 0 otherwise.
         self.cum_p_min = 0.0
+        # What the last proposal cost: catching up on context tokens (a batch) and
+        # the single-token decodes after it. The planner learns draft costs from it.
+        self.last_catch_up = (0, 0.0)  # (tokens, seconds)
+        self.last_singles = (0, 0.0)
+        self.proposals = 0  # proposals that ran the model, so observers can tell a new one
+
+    def behind(self, context: Sequence[int]) -> int:
+        """Context tokens the draft cache would have to decode before drafting."""
+        return len(context) - min(self.ctx.common_prefix(context), len(context) - 1)
 
     def _catch_up(self, context: Sequence[int]) -> np.ndarray:
         common = self.ctx.common_prefix(context)
@@ -49,10 +59,16 @@ class DraftModelDrafter:
     ) -> Draft:
         if k <= 0:
             return EMPTY_DRAFT
+        t0 = time.perf_counter()
+        n_behind = self.behind(context)
         try:
             logits = self._catch_up(context)
         except ContextFull:
             return EMPTY_DRAFT
+        t1 = time.perf_counter()
+        self.last_catch_up = (n_behind, t1 - t0)
+        self.proposals += 1
+        n_singles = 0
         tokens: list[int] = []
         probs: list[np.ndarray] = []
         cum_p = 1.0
@@ -75,6 +91,8 @@ class DraftModelDrafter:
                 logits = self.ctx.decode([tok], logits="last")[-1]
             except ContextFull:
                 break
+            n_singles += 1
+        self.last_singles = (n_singles, time.perf_counter() - t1)
         return Draft(tokens=tokens, probs=np.stack(probs) if probs else None)
 
     def observe(self, context: Sequence[int], n_accepted: int) -> None:

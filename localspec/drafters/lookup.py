@@ -19,10 +19,12 @@ from localspec.verify import SamplingParams
 # n_min=2: a single shared token (")", " the", a newline) recurs everywhere,
 # so its continuation is close to a guess; llama.cpp only trusts 1-gram
 # lookups behind frequency thresholds (common/ngram-cache.cpp), which a plain
-# most-recent lookup does not have. n_max=4 matches llama.cpp's LLAMA_NGRAM_MAX
-# and already pins down a line of code; longer keys mostly cost memory.
+# most-recent lookup does not have. n_max=8: the length of the match is the
+# planner's confidence signal (an 8-token repeat is usually a quoted line whose
+# continuation is right; a 2-token one often is not), so the index keeps keys
+# that long; each extra size costs one dict update per token.
 DEFAULT_N_MIN = 2
-DEFAULT_N_MAX = 4
+DEFAULT_N_MAX = 8
 
 
 class LookupDrafter:
