@@ -64,9 +64,11 @@ def _save(saved: dict) -> None:
 
 
 def keys_for(target: Context, draft: Context | None, n_threads: int, ngl: tuple[int, int]) -> dict[str, str]:
-    keys = {"target": _key(target, n_threads, ngl[0])}
+    # Verify costs and draft costs are different measurements even of one file
+    # (a model drafting for itself), so the role is part of the key.
+    keys = {"target": "verify:" + _key(target, n_threads, ngl[0])}
     if draft is not None:
-        keys["draft"] = _key(draft, n_threads, ngl[1])
+        keys["draft"] = "draft:" + _key(draft, n_threads, ngl[1])
     return keys
 
 
