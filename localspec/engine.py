@@ -80,6 +80,7 @@ class Engine:
         self.auto_draft = False
         self.planner = Planner(self, costs or CostModel())
         self._calibration_keys = calibration_keys
+        self.warnings: list[str] = []
         self._template = chat_template or target.chat_template()
 
     @property
@@ -261,7 +262,7 @@ def load_engine(
         return ms, info
 
     tset, tinfo = settings(target, n_gpu_layers)
-    dset = None
+    dset = dinfo = None
     if draft is not None:
         dset, dinfo = settings(draft, n_gpu_layers_draft)
         check_compatible(tinfo.vocab, dinfo.vocab, tset.path, dset.path)
@@ -276,4 +277,26 @@ def load_engine(
         progress=progress,
     )
     engine.auto_draft = auto_draft
+    engine.warnings = setup_warnings(tset, tinfo, dset, dinfo)
     return engine
+
+
+def setup_warnings(tset: ModelSettings, tinfo, dset: ModelSettings | None, dinfo) -> list[str]:
+    """Set-ups that work but waste the user's time, said once at load."""
+    import llama_cpp
+
+    out = []
+    if tinfo.context_length and tset.n_ctx > tinfo.context_length:
+        out.append(
+            f"n_ctx {tset.n_ctx} is larger than the {tinfo.context_length} tokens {tset.name} was trained for; "
+            "quality drops past that"
+        )
+    if dinfo is not None and dset is not None:
+        if dinfo.file_size > tinfo.file_size / 2:
+            out.append(
+                f"draft {dset.name} is more than half the size of target {tset.name}: "
+                "its drafts cost about as much as they save; auto will mostly not use it"
+            )
+        if llama_cpp.llama_supports_gpu_offload() and tset.n_gpu_layers != 0 and dset.n_gpu_layers == 0:
+            out.append(f"target {tset.name} is on the GPU but draft {dset.name} on the CPU (--ngl-draft 0)")
+    return out

@@ -85,3 +85,12 @@ def test_events_carry_origin_and_counters(engine):
         assert [t.source for t in e.tokens] == ["draft"] * e.accepted + ["target"]
         assert e.counters.steps == i + 1
     assert events[-1].counters.n_generated == sum(len(e.tokens) for e in events)
+
+
+def test_setup_warnings(smollm2_path):
+    eng = load_engine(str(smollm2_path), str(smollm2_path), n_ctx=9000)
+    try:
+        assert any("trained for" in w for w in eng.warnings)
+        assert any("half the size" in w for w in eng.warnings)
+    finally:
+        eng.close()

@@ -57,6 +57,8 @@ def handle(args: argparse.Namespace) -> int:
     sampling = SamplingParams(temp=args.temp, top_k=args.top_k, top_p=args.top_p, min_p=args.min_p, seed=args.seed)
     options = GenerateOptions(max_tokens=args.max_tokens, sampling=sampling, stop=tuple(args.stop), trace=args.trace)
     engine = load_engine(**engine_kwargs(args), method=args.method)
+    for w in engine.warnings:
+        print(f"localspec: warning: {w}", file=sys.stderr)
     try:
         if args.raw:
             gen = engine.complete(prompt, options)
