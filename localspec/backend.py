@@ -162,9 +162,14 @@ class Context:
         n_batch: int = 512,
         n_threads: int | None = None,
         flash_attn: bool | None = None,
+        kv_f32: bool = False,
     ):
         self.model = model
         params = llama_cpp.llama_context_default_params()
+        if kv_f32:
+            # The cache is F16 by default; F32 makes results independent of how the
+            # tokens were batched (up to float reassociation), which exactness tests need.
+            params.type_k = params.type_v = llama_cpp.GGML_TYPE_F32
         params.n_ctx = n_ctx
         params.n_batch = n_batch
         params.n_ubatch = n_batch

@@ -27,3 +27,18 @@ def qwen_target_path() -> Path:
 @pytest.fixture(scope="session")
 def qwen_draft_path() -> Path:
     return _model("qwen2.5-coder-0.5b")
+
+
+@pytest.fixture(scope="session")
+def tiny_f32_path(tmp_path_factory, smollm2_path) -> Path:
+    from gguf_fixtures import write_tiny_llama
+
+    return write_tiny_llama(tmp_path_factory.mktemp("gguf") / "tiny-f32-s0.gguf", vocab_from=smollm2_path, seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_f32_draft_path(tmp_path_factory, smollm2_path) -> Path:
+    """Another random tiny model with the same vocabulary: a draft that is often wrong."""
+    from gguf_fixtures import write_tiny_llama
+
+    return write_tiny_llama(tmp_path_factory.mktemp("gguf") / "tiny-f32-s1.gguf", vocab_from=smollm2_path, seed=1)
