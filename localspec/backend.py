@@ -16,6 +16,7 @@ import codecs
 import ctypes
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Literal, Sequence
 
@@ -192,6 +193,7 @@ class Context:
         self.n_batch = n_batch
         self.n_vocab = model.n_vocab
         self.tokens: list[int] = []
+        self.decode_s = 0.0  # total seconds inside llama_decode: the rest of a step is our overhead
         self._batch = llama_cpp.llama_batch_init(n_batch, 0, 1)
 
     def common_prefix(self, seq: Sequence[int]) -> int:
@@ -226,7 +228,9 @@ class Context:
             chunk = tokens[start : start + self.n_batch]
             last_chunk = start + len(chunk) == len(tokens)
             self._fill(chunk, logits if last_chunk else "none")
+            t = time.perf_counter()
             rc = llama_cpp.llama_decode(self.ptr, self._batch)
+            self.decode_s += time.perf_counter() - t
             if rc != 0:
                 # The failed ubatch may have left partial entries; cut back to what we know.
                 llama_cpp.llama_memory_seq_rm(self.memory, 0, len(self.tokens), -1)

@@ -28,6 +28,7 @@ K_MAX = 8  # a verify batch of 9 rows: beyond that acceptance of a long tail is 
 DECAY = 0.85  # weight of the past in each running estimate: adapts within a reply
 PROBE_EVERY = 48  # steps a sidelined draft model waits before it is tried again: a probe
 # pays for catching the draft cache up on every token since, so it must be rare
+PROBE_MAX = 1024  # the longest wait after repeated failed probes
 
 
 class RunningMean:
@@ -187,6 +188,8 @@ class Planner:
         for n in range(2, LOOKUP_BUCKETS + 1):
             self.acceptance[f"lookup{n}"] = Acceptance([0.3 + 0.1 * n] * 2)
         self.idle_steps: dict[str, int] = {}
+        self.probe_after: dict[str, int] = {}
+        self._probing = False
         self._draft_proposals_seen = 0
 
     def plan(self, context: Sequence[int]) -> tuple[str, Drafter | None, int]:
@@ -229,15 +232,24 @@ class Planner:
 
     def _probe(self, candidates: list[str], choice: Choice) -> Choice | None:
         """After a drafter has been passed over for a while, try it once with a
-        short draft: its acceptance may have changed with the text."""
+        short draft: its acceptance may have changed with the text. Each probe
+        that does not win the drafter back doubles the wait (a probe of the
+        draft model pays for catching up on every token since the last one)."""
         for name in candidates:
+            if name == "lookup":
+                continue  # its proposal is free to inspect every step
+            wait = self.probe_after.setdefault(name, PROBE_EVERY)
             if name == choice.method:
                 self.idle_steps[name] = 0
+                self.probe_after[name] = PROBE_EVERY if not self._probing else wait
                 continue
             self.idle_steps[name] = self.idle_steps.get(name, 0) + 1
-            if self.idle_steps[name] >= PROBE_EVERY and name != "lookup":
+            if self.idle_steps[name] >= wait:
                 self.idle_steps[name] = 0
+                self.probe_after[name] = min(wait * 2, PROBE_MAX)
+                self._probing = True
                 return Choice(name, 2, 0.0)
+        self._probing = False
         return None
 
     def _tune_draft_stop(self, eng) -> None:

@@ -94,7 +94,7 @@ def test_recovers_after_a_phase_change():
 
     good = run(40, 0.95)
     bad = run(60, 0.05)
-    again = run(80, 0.95)
+    again = run(200, 0.95)
     assert np.mean(good[-20:]) >= 3
     assert np.mean(bad[-20:]) < 0.5, "kept drafting after acceptance collapsed"
     assert np.mean(again[-20:]) >= 3, "never probed the draft model again"
@@ -107,3 +107,21 @@ def test_fixed_method_with_fixed_k_is_left_alone():
     assert planner.plan([1]) == ("draft", "draft", 3)
     engine.auto_draft = True
     assert planner.plan([1])[2] == 0
+
+
+def test_failed_probes_back_off():
+    """A draft model that never pays is probed ever more rarely, not every N steps."""
+    engine = FakeEngine()
+    planner = Planner(engine, costs(0.07, 0.08, 0.04))
+    planner.acceptance["draft"] = Acceptance([0.05] * 4)
+    probes = []
+    for i in range(1500):
+        method, _, k = planner.plan([1])
+        if method == "draft":
+            probes.append(i)
+            planner.record(step("draft", k, 0, 0.07 + 0.08 * k, 0.04 * k))
+        else:
+            planner.record(step("none", 0, 0, 0.07))
+    gaps = np.diff(probes)
+    assert len(probes) >= 3
+    assert all(b > a for a, b in zip(gaps, gaps[1:])), f"probe gaps should grow: {gaps}"

@@ -1,0 +1,1 @@
+"""`localspec bench`: prompt sets, the interleaved runner, aggregation and the report."""

@@ -1,0 +1,173 @@
+"""The benchmark's outputs: Markdown tables, the Markdown report, the plot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from localspec.bench.aggregate import PLAIN, ModeSummary, by_category, categories_in, modes_in, summarize
+
+
+def _num(v: float | None, fmt: str) -> str:
+    return "–" if v is None else format(v, fmt)
+
+
+def _pct(v: float | None, fmt: str = ".0f") -> str:
+    return "–" if v is None else format(100 * v, fmt) + "%"
+
+
+def _lossless(s: ModeSummary) -> str:
+    return "–" if not s.lossless_compared else f"{s.lossless_matches}/{s.lossless_compared}"
+
+
+def table(rows: list[ModeSummary], *, overhead: bool) -> str:
+    head = ["mode", "tok/s", "speedup", "acceptance", "accepted/step", "tokens/step"]
+    head += ["zero-accept steps", "same as plain"]
+    if overhead:
+        head += ["overhead ms/step", "overhead"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for s in rows:
+        cells = [
+            s.mode,
+            _num(s.tokens_per_s, ".1f"),
+            _num(s.speedup, ".2f") + ("x" if s.speedup is not None else ""),
+            _pct(s.acceptance_rate),
+            _num(s.accepted_per_step, ".2f"),
+            _num(s.tokens_per_step, ".2f"),
+            _pct(s.zero_accept_share),
+            _lossless(s),
+        ]
+        if overhead:
+            cells += [
+                _num(s.overhead_ms_per_step, ".2f"),
+                _pct(s.overhead_share, ".1f"),
+            ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def tables(records: list[dict]) -> str:
+    """Overall table, then one per category: what the command prints."""
+    parts = ["## Overall\n", table(summarize(records), overhead=True)]
+    for cat, rows in by_category(records).items():
+        n = len({r["prompt_id"] for r in records if r["category"] == cat})
+        parts += [f"\n### {cat} ({n} prompt{'s' if n != 1 else ''})\n", table(rows, overhead=False)]
+    return "\n".join(parts) + "\n"
+
+
+COLUMNS = """\
+Columns: **tok/s** is total generated tokens over total generation time
+(prompt processing excluded), pooled over the prompts. **speedup** is
+computed per prompt (this mode's tok/s over plain decoding's on the same
+prompt, measured minutes apart) and then averaged with the geometric mean,
+the mean that treats 2x and 0.5x as cancelling. **acceptance** is accepted
+over drafted tokens; **accepted/step** is draft tokens kept per target
+verify pass (the target's own token not counted); **tokens/step** counts it.
+**zero-accept steps** is the share of steps that drafted something and kept
+none of it. **same as plain**: runs whose tokens equal the plain run's on
+the same prompt (greedy decoding is lossless, so a difference can only come
+from floating-point ties between a batched and a one-row forward pass).
+**overhead** is generation time spent outside `llama_decode` (sampling,
+verification, drafter bookkeeping, Python), per verify step and as a share
+of generation time; draft-model decodes count as decode time, not overhead.
+"""
+
+
+def _ngl(v) -> str:
+    return "as in models.toml" if v is None else str(v)
+
+
+def _header(meta: dict) -> list[str]:
+    m, lib, s = meta["machine"], meta["libraries"], meta["settings"]
+    out = [
+        "# localspec benchmark",
+        "",
+        f"Run {meta['started']}"
+        + (
+            f", stopped after {meta['prompts_done']} of {s['prompts']} prompts: partial results"
+            if meta["interrupted"]
+            else ""
+        )
+        + ".",
+        "",
+        "## Machine and software",
+        "",
+        f"- CPU: {m['cpu']}; {m['usable_cpus']} of {m['logical_cpus']} logical CPUs usable; RAM {m['ram_gib']} GiB",
+        f"- OS: {m['os']}; Python {m['python']}",
+        f"- load average (1 min) at start {meta['load_average_start']}, at end {meta['load_average_end']} "
+        "(the benchmark's own load included at the end)",
+        f"- llama-cpp-python {lib['llama_cpp_python']}, ggml {lib['ggml']}, numpy {lib['numpy']}",
+        f"- llama.cpp system info: `{lib['llama_system_info']}`",
+        f"- threads: {s['threads']}; GPU layers: "
+        f"target {_ngl(s['n_gpu_layers'])}, draft {_ngl(s['n_gpu_layers_draft'])}",
+        "",
+        "## Models",
+        "",
+    ]
+    for role, f in meta["models"].items():
+        out.append(f"- {role}: {f['name']} (`{f['file']}`, {f['size'] / 2**20:.0f} MiB, sha256 {f['sha256']}…)")
+    out += [
+        "",
+        "## Protocol",
+        "",
+        f"Greedy decoding, batch 1, {s['max_tokens']} new tokens at most, context {s['n_ctx']}, "
+        f"{s['warmup']} warm-up pass{'es' if s['warmup'] != 1 else ''} over every mode before measuring; "
+        f"up to {s['per_category']} prompt{'s' if s['per_category'] != 1 else ''} per category, first turn only, "
+        "sent through the chat template.",
+        "Modes run interleaved: all modes back to back on each prompt, the order rotated by one from prompt to "
+        "prompt, so drift of the machine spreads over every mode.",
+        "Every run starts from the same state: the prompt is in the target's and the draft model's KV caches "
+        "before the timed generation (the engine keeps the common prefix between calls), so prompt processing "
+        "is outside every timing. The adaptive planner (`auto`) keeps its running estimates across runs, as it "
+        "does across the replies of a chat; they are also fed by the other modes' steps.",
+        "",
+        "| mode | setting |",
+        "|---|---|",
+    ]
+    out += [f"| {name} | {desc} |" for name, desc in meta["modes"].items()]
+    out += ["", *[f"Note: {n}" for n in meta.get("notes", [])]]
+    return out
+
+
+def markdown(meta: dict, records: list[dict], plot_name: str | None) -> str:
+    lines = _header(meta) + ["", COLUMNS]
+    if plot_name:
+        lines += [f"![speedup by category and mode]({plot_name})", ""]
+    lines.append(tables(records))
+    return "\n".join(lines)
+
+
+def plot(records: list[dict], path: Path) -> bool:
+    """Grouped bars: speedup over plain per category (and overall), one bar per mode.
+
+    Returns False, writing nothing, when there is no plain run to compare with.
+    """
+    modes = [m for m in modes_in(records) if m != PLAIN]
+    if not modes or not any(r["mode"] == PLAIN for r in records):
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display needed, none opened
+    import matplotlib.pyplot as plt
+
+    groups = categories_in(records) + ["overall"]
+    per_cat = by_category(records)
+    overall = {s.mode: s.speedup for s in summarize(records)}
+
+    def speedup(group: str, mode: str) -> float:
+        rows = {s.mode: s.speedup for s in per_cat[group]} if group != "overall" else overall
+        return rows.get(mode) or 0.0
+
+    width = 0.8 / len(modes)
+    fig, ax = plt.subplots(figsize=(max(8.0, 0.7 * len(groups) * max(1, len(modes) / 3)), 4.8))
+    for j, mode in enumerate(modes):
+        xs = [i + (j - (len(modes) - 1) / 2) * width for i in range(len(groups))]
+        ax.bar(xs, [speedup(g, mode) for g in groups], width, label=mode)
+    ax.axhline(1.0, color="black", linewidth=0.8)
+    ax.set_xticks(range(len(groups)), groups, rotation=35, ha="right")
+    ax.set_ylabel("speedup over plain decoding (geometric mean)")
+    ax.legend(ncol=min(4, len(modes)), fontsize="small")
+    ax.set_title("localspec: speedup by category and mode")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True

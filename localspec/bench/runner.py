@@ -1,0 +1,141 @@
+"""Running the benchmark: every mode on every prompt, Spec-Bench style.
+
+Greedy, batch 1, fixed max_tokens, a warm-up first. Modes are interleaved
+per prompt (all modes back to back on one prompt, the order rotated from
+one prompt to the next), so slow drift of the machine (thermal state, other
+load) hits every mode alike instead of whichever ran last.
+
+Every run starts from the same cache state. Before a prompt's runs, its
+tokens (minus the last, which the first verify step feeds) are put in the
+target's and the draft model's caches; each later run finds them there
+again, because both caches keep the longest common prefix between calls.
+So no run pays for the prompt inside its timed generation, the draft model
+included, and the first step of every mode decodes the same single token
+on the draft side.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable, Iterator, Sequence
+
+
+from localspec.bench.modes import Mode, apply
+from localspec.bench.prompts import Prompt
+from localspec.errors import LocalspecError
+from localspec.generate import GenerateOptions
+
+Progress = Callable[[int, int, Prompt, Mode, dict], None]
+
+
+def decode_seconds(engine) -> float:
+    """Seconds both models have spent inside llama_decode so far."""
+    total = engine.target_ctx.decode_s
+    if engine.draft_model is not None:
+        total += engine.draft_model.ctx.decode_s
+    return total
+
+
+def _messages(prompt: Prompt) -> list[dict[str, str]]:
+    return [{"role": "user", "content": prompt.text}]
+
+
+def prime(engine, prompt: Prompt, max_tokens: int) -> None:
+    """Put the prompt (all but its last token) in the target's and the draft's caches."""
+    tokens = engine.target.tokenize(engine.render_chat(_messages(prompt)), add_special=True, parse_special=True)
+    if len(tokens) + max_tokens > engine.target_ctx.n_ctx:
+        # A reply cut short by a full context would not be comparable across modes.
+        raise LocalspecError(
+            f"prompt {prompt.id} is {len(tokens)} tokens; with --max-tokens {max_tokens} it needs "
+            f"--n-ctx {len(tokens) + max_tokens} or more (have {engine.target_ctx.n_ctx})"
+        )
+    engine.target_ctx.prefill(tokens[:-1])
+    if engine.draft_model is not None:
+        engine.draft_model.ctx.prefill(tokens[:-1])
+
+
+def rotated(modes: Sequence[Mode], i: int) -> list[Mode]:
+    s = i % len(modes)
+    return list(modes[s:]) + list(modes[:s])
+
+
+def run_once(engine, prompt: Prompt, mode: Mode, options: GenerateOptions) -> dict:
+    apply(engine, mode)
+    gen = engine.chat(_messages(prompt), options)
+    decode_before = decode_seconds(engine)
+    for _ in gen:
+        pass
+    result = gen.result
+    assert result is not None
+    c = result.counters
+    decode_s = decode_seconds(engine) - decode_before
+    return {
+        "prompt_id": prompt.id,
+        "category": prompt.category,
+        "mode": mode.name,
+        "stop_reason": result.stop_reason,
+        "text": result.text,
+        "text_chars": len(result.text),
+        "tokens": result.tokens,
+        "stats": c.to_dict(),
+        # Steps that drafted at least one token (zero-accept share is over these).
+        "drafting_steps": c.drafted_at[0] if c.drafted_at else 0,
+        # The prefill decodes nothing after prime(), so every timed decode is a step's.
+        "decode_s": decode_s,
+        "overhead_s": c.gen_s - decode_s,
+    }
+
+
+def mark_lossless(records: list[dict]) -> None:
+    """Compare each run's tokens with the plain run's on the same prompt."""
+    plain = next((r["tokens"] for r in records if r["mode"] == "plain"), None)
+    for r in records:
+        if plain is None:
+            r["matches_plain"] = r["diverges_at"] = None
+            continue
+        r["matches_plain"] = r["tokens"] == plain
+        r["diverges_at"] = None if r["matches_plain"] else _common_prefix(r["tokens"], plain)
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def iter_benchmark(
+    engine,
+    prompts: Sequence[Prompt],
+    modes: Sequence[Mode],
+    *,
+    max_tokens: int,
+    warmup: int = 1,
+    progress: Progress | None = None,
+) -> Iterator[list[dict]]:
+    """Yield the records of one prompt's runs (one per mode) at a time.
+
+    The warm-up runs every mode `warmup` times on the first prompt and keeps
+    nothing: the first decodes of a context, and the planner's first
+    estimates, are not what a running chat sees.
+    """
+    options = GenerateOptions(max_tokens=max_tokens)
+    if prompts and warmup:
+        prime(engine, prompts[0], max_tokens)
+        for _ in range(warmup):
+            for mode in modes:
+                run_once(engine, prompts[0], mode, options)
+    for i, prompt in enumerate(prompts):
+        prime(engine, prompt, max_tokens)
+        records = []
+        for order, mode in enumerate(rotated(modes, i)):
+            rec = run_once(engine, prompt, mode, options)
+            rec["order"] = order
+            records.append(rec)
+            if progress:
+                progress(i, len(prompts), prompt, mode, rec)
+        mark_lossless(records)
+        yield records
+

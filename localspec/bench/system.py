@@ -1,0 +1,93 @@
+"""What a benchmark ran on: machine, libraries, model files.
+
+Numbers are only comparable between runs whose header matches, so the
+report carries all of it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import re
+from pathlib import Path
+
+SHA_PREFIX = 12
+
+
+def _proc_field(path: str, key: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                name, _, value = line.partition(":")
+                if name.strip() == key:
+                    return value.strip()
+    except OSError:
+        pass
+    return None
+
+
+def machine() -> dict:
+    mem_kb = _proc_field("/proc/meminfo", "MemTotal")
+    ram_gib = None
+    if mem_kb and mem_kb.split()[0].isdigit():
+        ram_gib = round(int(mem_kb.split()[0]) / 2**20, 1)
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    return {
+        "cpu": _proc_field("/proc/cpuinfo", "model name") or platform.processor() or platform.machine(),
+        "logical_cpus": os.cpu_count(),
+        "usable_cpus": usable,
+        "ram_gib": ram_gib,
+        "os": platform.platform(),
+        "python": platform.python_version(),
+    }
+
+
+def load_average() -> float | None:
+    """1-minute load average. llama.cpp's threads spin while they wait for each
+    other, so a second busy process on the same cores can slow decoding many
+    times over, and a benchmark taken under load measures the neighbour."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (OSError, AttributeError):
+        return None
+
+
+def libraries() -> dict:
+    import llama_cpp
+
+    # llama.cpp's build number and commit live in libcommon, which the Python
+    # package does not load; the ggml shared library's version and the CPU
+    # features it was built with are what can be read.
+    lib_dir = Path(llama_cpp.__file__).parent / "lib"
+    ggml = None
+    for p in sorted(lib_dir.glob("libggml.so.*")):
+        m = re.fullmatch(r"libggml\.so\.(\d+\.\d+\.\d+)", p.name)
+        if m:
+            ggml = m.group(1)
+    info = llama_cpp.llama_print_system_info()
+    return {
+        "llama_cpp_python": llama_cpp.__version__,
+        "ggml": ggml,
+        "llama_system_info": (info.decode("utf-8", "replace") if isinstance(info, bytes) else str(info)).strip(),
+        "numpy": __import__("numpy").__version__,
+    }
+
+
+def sha256_prefix(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()[:SHA_PREFIX]
+
+
+def model_file(name: str, path: Path) -> dict:
+    return {"name": name, "file": path.name, "size": path.stat().st_size, "sha256": sha256_prefix(path)}
+
+
+def models(engine) -> dict:
+    out = {"target": model_file(engine.target_name, engine.target.path)}
+    if engine.draft_model is not None:
+        out["draft"] = model_file(engine.draft_name or "draft", engine.draft_model.ctx.model.path)
+    return out

@@ -1,0 +1,257 @@
+"""`localspec bench`: aggregation arithmetic on hand-made records, mode and
+prompt selection, and one small real run of the whole machinery on SmolLM2."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from localspec.bench import aggregate, modes, prompts, report, runner
+from localspec.cli import main
+from localspec.errors import LocalspecError
+
+
+def rec(prompt_id, mode, *, tokens=10, gen_s=1.0, steps=10, drafted=0, accepted=0, zero=0, drafting=0, cat="c"):
+    return {
+        "prompt_id": prompt_id,
+        "category": cat,
+        "mode": mode,
+        "stats": {
+            "n_generated": tokens,
+            "gen_s": gen_s,
+            "tokens_per_s": tokens / gen_s if gen_s else 0.0,
+            "steps": steps,
+            "drafted": drafted,
+            "accepted": accepted,
+            "zero_accept_steps": zero,
+        },
+        "drafting_steps": drafting,
+        "decode_s": gen_s * 0.9,
+        "overhead_s": gen_s * 0.1,
+        "matches_plain": None,
+    }
+
+
+# --- aggregation -----------------------------------------------------------
+
+
+def test_speedup_is_the_geometric_mean_of_per_prompt_ratios():
+    records = [
+        rec("a", "plain", tokens=10, gen_s=1.0),
+        rec("a", "draft", tokens=10, gen_s=0.5),  # 2x on a
+        rec("b", "plain", tokens=100, gen_s=10.0),
+        rec("b", "draft", tokens=100, gen_s=20.0),  # 0.5x on b
+    ]
+    s = aggregate.summarize_mode(records, "draft")
+    assert s.speedup == pytest.approx(1.0)  # the arithmetic mean would say 1.25
+    assert s.speedup_prompts == 2
+    # tok/s is pooled: 110 tokens over 20.5 s, not the mean of 20 and 5.
+    assert s.tokens_per_s == pytest.approx(110 / 20.5)
+    assert aggregate.summarize_mode(records, "plain").speedup == pytest.approx(1.0)
+
+
+def test_speedup_skips_prompts_without_tokens_and_needs_plain_runs():
+    records = [
+        rec("a", "plain", tokens=10, gen_s=1.0),
+        rec("a", "lookup", tokens=10, gen_s=0.25),
+        rec("b", "plain", tokens=0, gen_s=0.01),  # the reply ended at once: no rate
+        rec("b", "lookup", tokens=0, gen_s=0.01),
+    ]
+    s = aggregate.summarize_mode(records, "lookup")
+    assert s.speedup == pytest.approx(4.0)
+    assert s.speedup_prompts == 1
+    assert aggregate.summarize_mode([r for r in records if r["mode"] != "plain"], "lookup").speedup is None
+
+
+def test_geometric_mean():
+    assert aggregate.geometric_mean([]) is None
+    assert aggregate.geometric_mean([2.0, 8.0]) == pytest.approx(4.0)
+    assert aggregate.geometric_mean([3.0]) == pytest.approx(3.0)
+
+
+def test_zero_accept_share_is_over_steps_that_drafted():
+    records = [
+        rec("a", "lookup", steps=20, drafted=12, accepted=6, zero=3, drafting=8),
+        rec("b", "lookup", steps=10, drafted=4, accepted=0, zero=2, drafting=2),
+    ]
+    s = aggregate.summarize_mode(records, "lookup")
+    assert s.zero_accept_share == pytest.approx(5 / 10)  # not 5 / 30 steps
+    assert s.acceptance_rate == pytest.approx(6 / 16)
+    assert s.accepted_per_step == pytest.approx(6 / 30)
+    assert s.overhead_ms_per_step == pytest.approx(1000 * 0.2 / 30)
+    assert s.overhead_share == pytest.approx(0.1)
+
+
+def test_nothing_drafted_gives_no_acceptance_rather_than_zero():
+    s = aggregate.summarize_mode([rec("a", "plain")], "plain")
+    assert s.acceptance_rate is None and s.zero_accept_share is None
+    assert s.accepted_per_step == 0.0 and s.tokens_per_step == 1.0
+
+
+def test_by_category_keeps_mode_order_and_splits_prompts():
+    records = [rec("a", "plain", cat="x"), rec("a", "lookup", cat="x"), rec("b", "plain", cat="y")]
+    cats = aggregate.by_category(records)
+    assert list(cats) == ["x", "y"]
+    assert [s.mode for s in cats["x"]] == ["plain", "lookup"]
+    assert [s.mode for s in cats["y"]] == ["plain"]
+
+
+def test_mark_lossless_finds_where_a_run_diverges():
+    records = [
+        {"mode": "lookup", "tokens": [1, 2, 3]},
+        {"mode": "plain", "tokens": [1, 2, 3]},
+        {"mode": "draft-k3", "tokens": [1, 2, 9, 4]},
+    ]
+    runner.mark_lossless(records)
+    assert [r["matches_plain"] for r in records] == [True, True, False]
+    assert records[2]["diverges_at"] == 2 and records[0]["diverges_at"] is None
+    alone = [{"mode": "lookup", "tokens": [1]}]
+    runner.mark_lossless(alone)
+    assert alone[0]["matches_plain"] is None
+
+
+def test_rotation_puts_every_mode_in_every_position():
+    ms = modes.MODES[:4]
+    orders = [runner.rotated(ms, i) for i in range(len(ms))]
+    for pos in range(len(ms)):
+        assert {o[pos].name for o in orders} == {m.name for m in ms}
+    assert all(sorted(m.name for m in o) == sorted(m.name for m in ms) for o in orders)
+
+
+def test_table_renders_missing_values_as_dashes():
+    text = report.table(aggregate.summarize([rec("a", "lookup")]), overhead=True)
+    assert text.splitlines()[2].startswith("| lookup | 10.0 | – | – |")
+
+
+def test_no_plot_without_a_plain_baseline(tmp_path):
+    assert not report.plot([rec("a", "lookup"), rec("b", "draft-k3")], tmp_path / "p.png")
+    assert not (tmp_path / "p.png").exists()
+
+
+def test_json_only_writes_results_and_prints_the_summary(tmp_path, capsys):
+    from argparse import Namespace
+
+    from localspec.commands import bench
+
+    records = [rec("a", "plain"), rec("a", "lookup", gen_s=0.5, steps=5, drafted=8, accepted=5, drafting=5)]
+    meta = {"settings": {"prompts": 2}, "notes": []}
+    assert bench._finish(records, meta, False, Namespace(json_only=True), tmp_path) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert [s["mode"] for s in printed["overall"]] == ["plain", "lookup"]
+    assert printed["overall"][1]["speedup"] == pytest.approx(2.0)
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["summary"] == printed and len(saved["runs"]) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.json"]
+    assert saved["meta"]["interrupted"] and saved["meta"]["prompts_done"] == 1  # 1 of the 2 planned
+
+
+# --- modes and prompts -----------------------------------------------------
+
+
+def test_default_modes_skip_what_the_engine_cannot_run():
+    chosen, notes = modes.choose_modes(None, ("lookup", "none"))
+    assert [m.name for m in chosen] == ["plain", "lookup"]
+    assert any("draft-k1" in n for n in notes) and any("auto" in n for n in notes)
+    chosen, _ = modes.choose_modes(None, ("auto", "draft", "lookup", "draft+lookup", "none"))
+    assert [m.name for m in chosen] == [m.name for m in modes.MODES]
+
+
+def test_named_modes_are_checked():
+    with pytest.raises(LocalspecError, match="draft model"):
+        modes.choose_modes("plain,draft-k3", ("lookup", "none"))
+    with pytest.raises(LocalspecError, match="unknown mode warp"):
+        modes.choose_modes("plain,warp", ("lookup", "none"))
+    chosen, _ = modes.choose_modes("lookup, plain,lookup", ("lookup", "none"))
+    assert [m.name for m in chosen] == ["lookup", "plain"]
+
+
+def test_fixed_k_modes_do_not_stop_early():
+    for m in modes.MODES:
+        if m.name.startswith("draft-k"):
+            assert m.p_min == 0.0 and m.draft_max == int(m.name[len("draft-k") :])
+
+
+def test_every_category_ships_prompts():
+    got = prompts.all_prompts()
+    for cat in prompts.CATEGORIES:
+        n = sum(p.category == cat for p in got)
+        assert 1 <= n <= 10, cat
+    assert len({p.id for p in got}) == len(got)
+    he = next(p for p in got if p.category == prompts.CODE_GENERATION)
+    assert "def " in he.text and he.text.startswith("Complete the following Python function")
+
+
+def test_select_is_round_robin_and_capped():
+    chosen = prompts.select(("qa", "code-edit"), 2)
+    assert [p.category for p in chosen] == ["qa", "code-edit", "qa", "code-edit"]
+    assert len(prompts.select(("code-edit",), 50)) == 6
+
+
+def test_parse_categories():
+    assert prompts.parse_categories(None) == prompts.CATEGORIES
+    assert prompts.parse_categories("rag, qa,rag") == ("rag", "qa")
+    with pytest.raises(LocalspecError, match="unknown category poetry"):
+        prompts.parse_categories("qa,poetry")
+
+
+def test_bad_flags_fail_before_any_model_loads(capsys):
+    assert main(["bench", "--target", "nonexistent-model", "--modes", "plain,warp"]) == 2
+    assert "unknown mode warp" in capsys.readouterr().err
+    assert main(["bench", "--target", "nonexistent-model", "--draft-max", "3"]) == 2
+
+
+# --- the whole machinery on a real model -----------------------------------
+
+
+def test_bench_smoke_on_smollm2(smollm2_path, tmp_path, capsys):
+    out = tmp_path / "bench"
+    rc = main(
+        [
+            "bench",
+            "--target", str(smollm2_path),
+            "--draft", str(smollm2_path),  # the model drafts for itself: acceptance is all but certain
+            "--modes", "plain,lookup,draft-k3",
+            "--categories", "writing,code-edit",
+            "--per-category", "1",
+            "--max-tokens", "16",
+            "--out", str(out),
+        ]
+    )  # fmt: skip
+    assert rc == 0
+    stdout = capsys.readouterr().out
+    assert "## Overall" in stdout and "### code-edit" in stdout
+
+    data = json.loads((out / "results.json").read_text())
+    runs = data["runs"]
+    assert sorted((r["category"], r["mode"]) for r in runs) == sorted(
+        (c, m) for c in ("writing", "code-edit") for m in ("plain", "lookup", "draft-k3")
+    )
+    for r in runs:
+        assert set(r["stats"]) >= {"tokens_per_s", "acceptance_rate", "zero_accept_steps", "per_position_acceptance"}
+        assert r["stats"]["n_prompt"] == 0  # the prompt was in the cache before the timed run
+        assert 1 <= r["stats"]["n_generated"] <= 16 and len(r["tokens"]) == r["stats"]["n_generated"]
+        assert r["text_chars"] == len(r["text"])
+        assert 0 < r["decode_s"] < r["stats"]["gen_s"]
+        assert math.isclose(r["overhead_s"], r["stats"]["gen_s"] - r["decode_s"])
+        assert r["matches_plain"] is not None
+    assert all(r["matches_plain"] for r in runs if r["mode"] == "plain")
+    drafted = [r for r in runs if r["mode"] == "draft-k3"]
+    assert all(r["stats"]["drafted"] > 0 for r in drafted)
+    assert [s["mode"] for s in data["summary"]["overall"]] == ["plain", "lookup", "draft-k3"]
+    assert data["meta"]["models"]["target"]["sha256"] == data["meta"]["models"]["draft"]["sha256"]
+
+    md = (out / "benchmarks.md").read_text()
+    for heading in ("## Machine and software", "## Models", "## Overall", "### writing (1 prompt)", "### code-edit"):
+        assert heading in md
+    assert "| mode | tok/s | speedup |" in md and "| draft-k3 |" in md
+    assert "![speedup by category and mode](speedup.png)" in md
+    assert (out / "speedup.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    # The report can be written again from the JSON alone, without a model.
+    again = tmp_path / "again"
+    assert main(["bench", "--from-json", str(out / "results.json"), "--out", str(again)]) == 0
+    assert (again / "speedup.png").exists()
+    assert (again / "benchmarks.md").read_text() == md
+    assert not data["meta"]["interrupted"]
