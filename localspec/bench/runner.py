@@ -16,7 +16,6 @@ on the draft side.
 
 from __future__ import annotations
 
-import time
 from typing import Callable, Iterator, Sequence
 
 
