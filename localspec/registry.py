@@ -264,7 +264,8 @@ def _pair(name: str, entry: Any, where: _Locator) -> PairSpec:
     method = where.typed(entry, "method", str, ctx) or ("draft" if draft else "lookup")
     if method not in METHODS:
         raise where.error("method", ctx, f"must be one of {', '.join(METHODS)}")
-    if ("draft" in method) != (draft is not None):
+    # auto uses a draft model when the pair has one, and lookup either way.
+    if method != "auto" and ("draft" in method) != (draft is not None):
         need = "needs a draft model" if draft is None else "takes no draft model"
         raise where.error("draft", ctx, f"method {method!r} {need}")
     draft_max = where.typed(entry, "draft_max", int, ctx)

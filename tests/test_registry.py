@@ -36,7 +36,7 @@ def test_shipped_registry(user_dir):
     assert {"smollm2-135m", "qwen2.5-coder-1.5b", "qwen2.5-coder-0.5b"} <= set(reg.models)
     assert reg.default_pair == "qwen2.5-coder"
     pair = resolve_pair()
-    assert (pair.target, pair.draft, pair.method) == ("qwen2.5-coder-1.5b", "qwen2.5-coder-0.5b", "draft")
+    assert (pair.target, pair.draft, pair.method) == ("qwen2.5-coder-1.5b", "qwen2.5-coder-0.5b", "auto")
     parts = reg.models["qwen2.5-coder-1.5b"].sources[0]
     assert (parts.kind, parts.count) == ("pypi_parts", 22)
     assert resolve_pair("smollm2-self").draft is None
