@@ -29,6 +29,7 @@ DECAY = 0.85  # weight of the past in each running estimate: adapts within a rep
 PROBE_EVERY = 48  # steps a sidelined draft model waits before it is tried again: a probe
 # pays for catching the draft cache up on every token since, so it must be rare
 PROBE_MAX = 1024  # the longest wait after repeated failed probes
+PROBE_BUDGET_STEPS = 4  # a probe may cost at most this many plain steps
 
 
 class RunningMean:
@@ -207,7 +208,7 @@ class Planner:
             c = self._choose(name, context)
             if c.rate > choice.rate:
                 choice = c
-        probe = self._probe(candidates, choice)
+        probe = self._probe(candidates, choice, context)
         if probe is not None:
             choice = probe
         if choice.k == 0:
@@ -230,7 +231,7 @@ class Planner:
     def _lookup_acceptance(self, match_n: int) -> Acceptance:
         return self.acceptance[f"lookup{min(max(match_n, 2), LOOKUP_BUCKETS)}"]
 
-    def _probe(self, candidates: list[str], choice: Choice) -> Choice | None:
+    def _probe(self, candidates: list[str], choice: Choice, context: Sequence[int]) -> Choice | None:
         """After a drafter has been passed over for a while, try it once with a
         short draft: its acceptance may have changed with the text. Each probe
         that does not win the drafter back doubles the wait (a probe of the
@@ -244,13 +245,29 @@ class Planner:
                 self.probe_after[name] = PROBE_EVERY if not self._probing else wait
                 continue
             self.idle_steps[name] = self.idle_steps.get(name, 0) + 1
-            if self.idle_steps[name] >= wait:
+            if self.idle_steps[name] >= wait and self._could_pay(name) and self._cheap_to_try(name, context):
                 self.idle_steps[name] = 0
                 self.probe_after[name] = min(wait * 2, PROBE_MAX)
                 self._probing = True
                 return Choice(name, 2, 0.0)
         self._probing = False
         return None
+
+    def _could_pay(self, name: str) -> bool:
+        """Whether this drafter beats plain decoding even if every token were accepted.
+
+        Where verification and drafting are this expensive (a CPU where k+1 rows
+        cost nearly k+1 decodes), no acceptance rate can make it pay, and a probe
+        would only buy a catch-up of the draft cache for nothing.
+        """
+        perfect = Acceptance([1.0])
+        return best_k(name, perfect, self.costs, K_MAX).k > 0
+
+    def _cheap_to_try(self, name: str, context: Sequence[int]) -> bool:
+        """A probe after a long prompt would first decode all of it with the draft
+        model (seconds on a CPU): only probe when catching up costs a few steps."""
+        behind = self.engine.draft_model.behind(context) if name == "draft" else 1
+        return self.costs.draft(name, 1, behind) <= PROBE_BUDGET_STEPS * self.costs.verify(1)
 
     def _tune_draft_stop(self, eng) -> None:
         # Drafting one more token pays if the chance that it and all before it are
@@ -267,6 +284,10 @@ class Planner:
         if used_draft_model:
             self._draft_proposals_seen = dm.proposals
             self.costs.record_draft_model(dm.last_catch_up, dm.last_singles)
+        if used_draft_model and not event.drafted:
+            # Asked, caught up, then too unsure to propose anything: as costly as
+            # a rejected token, and counted as one so the planner stops asking.
+            self.acceptance["draft"].record(1, 0)
         if event.drafted:
             if used_draft_model:
                 key = "draft"

@@ -112,16 +112,36 @@ def test_fixed_method_with_fixed_k_is_left_alone():
 def test_failed_probes_back_off():
     """A draft model that never pays is probed ever more rarely, not every N steps."""
     engine = FakeEngine()
-    planner = Planner(engine, costs(0.07, 0.08, 0.04))
-    planner.acceptance["draft"] = Acceptance([0.05] * 4)
+    planner = Planner(engine, costs(0.07, 0.01, 0.01))  # perfect drafts would pay...
+    planner.acceptance["draft"] = Acceptance([0.05] * 4)  # ...but these are wrong
     probes = []
     for i in range(1500):
         method, _, k = planner.plan([1])
         if method == "draft":
             probes.append(i)
-            planner.record(step("draft", k, 0, 0.07 + 0.08 * k, 0.04 * k))
+            planner.record(step("draft", k, 0, 0.07 + 0.01 * k, 0.01 * k))
         else:
             planner.record(step("none", 0, 0, 0.07))
     gaps = np.diff(probes)
     assert len(probes) >= 3
     assert all(b > a for a, b in zip(gaps, gaps[1:])), f"probe gaps should grow: {gaps}"
+
+
+def test_no_probe_when_even_perfect_drafts_cannot_pay():
+    """Verify cost growing like k+1 decodes (a 2-core CPU): the draft model is never tried."""
+    engine = FakeEngine()
+    planner = Planner(engine, costs(0.07, 0.065, 0.035))
+    for _ in range(500):
+        method, _, k = planner.plan([1])
+        assert method == "none"
+        planner.record(step("none", 0, 0, 0.07))
+
+
+def test_no_probe_that_would_first_catch_up_a_long_prompt():
+    engine = FakeEngine()
+    engine.draft_model.behind = lambda context: 2000
+    planner = Planner(engine, costs(0.07, 0.01, 0.01))
+    for _ in range(300):
+        method, _, _ = planner.plan([1])
+        assert method == "none"
+        planner.record(step("none", 0, 0, 0.07))
