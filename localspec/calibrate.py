@@ -99,7 +99,12 @@ def remember(keys: dict[str, str], verify_s: dict[int, float], draft_token_s: fl
     """Store what a session measured, so the next start begins from it: a
     calibration taken while the machine was busy does not stick."""
     saved = _load()
-    saved[keys["target"]] = {str(n): s for n, s in sorted(verify_s.items())}
+    # Keep the lower of the stored and the new figure: other load on the machine
+    # only ever makes a step slower, so the minimum is the least disturbed.
+    old = saved.get(keys["target"], {})
+    saved[keys["target"]] = {
+        str(n): min(s, old.get(str(n), s)) for n, s in sorted({**{int(k): v for k, v in old.items()}, **verify_s}.items())
+    }
     if draft_token_s is not None and "draft" in keys:
-        saved[keys["draft"]] = {"1": draft_token_s}
+        saved[keys["draft"]] = {"1": min(draft_token_s, saved.get(keys["draft"], {}).get("1", draft_token_s))}
     _save(saved)
