@@ -23,6 +23,7 @@ models: install
 
 test: models
 	$(BIN)/python -m pytest -q
+	LOCALSPEC=$(BIN)/localspec bash scripts/tui_tmux_check.sh smollm2-135m lookup
 
 chat: install
 	$(BIN)/localspec pull qwen2.5-coder

@@ -1,0 +1,189 @@
+"""Tuning keys, the pair picker, past chats, settings, help, palette and keymap."""
+
+from __future__ import annotations
+
+from test_tui_app import dirs, make_app, notes, ready, reply_done, send, text_of, until  # noqa: F401 (fixture)
+from test_tui_scripted import ScriptedEngine, async_test, scripted_loader, step
+from textual.widgets import OptionList
+
+from tui.app import ChatApp
+from tui.pairs import LoadRequest, PairChoice
+from tui.reply import ReplyView, UserMessage
+from tui.screens import HelpScreen, HistoryScreen, PairPickerScreen, SettingsScreen
+from tui.store import ChatStore
+
+LONG = [step("a", "b"), step("c"), step("d", "e"), step("f")]
+
+
+@async_test
+async def test_plus_and_minus_change_the_draft_length_of_the_next_steps():
+    engine = ScriptedEngine([LONG], pause_after=1, method="draft", draft_max=4)
+    app = make_app(engine)
+    async with app.run_test() as pilot:
+        await ready(pilot)
+        await send(pilot, "go")
+        await until(pilot, engine.paused.is_set)
+        await pilot.press("plus", "plus", "minus")
+        assert engine.draft_max == 5
+        assert "draft length 5" in text_of(app, "#setting")
+        engine.resume.set()
+        await reply_done(pilot)
+        assert [k for _, k in engine.steps_seen] == [4, 5, 5, 5]
+        await pilot.press(*["minus"] * 8)
+        assert engine.draft_max == 0
+        await pilot.press(*["plus"] * 20)
+        assert engine.draft_max == 16
+        engine.auto_draft = True
+        await pilot.press("minus")  # a fixed length turns the automatic one off
+        assert (engine.draft_max, engine.auto_draft) == (15, False)
+
+
+@async_test
+async def test_method_cycles_and_automatic_draft_length_toggles():
+    engine = ScriptedEngine([LONG], method="auto")
+    app = make_app(engine)
+    async with app.run_test() as pilot:
+        await ready(pilot)
+        assert "draft length auto" in text_of(app, "#setting")
+        await pilot.press("plus")  # auto picks k itself: nothing to set
+        assert engine.draft_max == 4 and any("picks the draft length" in n for n in notes(app))
+        seen = []
+        for _ in engine.methods:
+            await pilot.press("ctrl+f")
+            seen.append(engine.method)
+            assert f"method {engine.method}" in text_of(app, "#setting")
+        assert seen == ["draft", "lookup", "draft+lookup", "none", "auto"]
+        await pilot.press("ctrl+f")
+        assert engine.method == "draft" and "draft length 4" in text_of(app, "#setting")
+        await pilot.press("ctrl+g")
+        assert engine.auto_draft and "draft length auto" in text_of(app, "#setting")
+        await pilot.press("ctrl+g")
+        assert not engine.auto_draft
+
+    no_planner = ScriptedEngine([LONG], methods=("lookup", "none"), method="lookup")
+    app = make_app(no_planner)
+    async with app.run_test() as pilot:
+        await ready(pilot)
+        assert app.check_action("auto_draft", ()) is False
+        await pilot.press("ctrl+g")
+        assert not no_planner.auto_draft
+
+
+@async_test
+async def test_pair_picker_loads_the_chosen_pair():
+    first = ScriptedEngine([LONG], target_name="big", draft_name="small")
+    second = ScriptedEngine([LONG], target_name="other", draft_name=None, methods=("lookup", "none"), method="lookup")
+    asked = []
+    choices = [
+        PairChoice("pair-a", "big + small", LoadRequest(pair="scripted")),
+        PairChoice("pair-b", "other", LoadRequest(pair="pair-b")),
+    ]
+    loads: list[LoadRequest] = []
+    app = ChatApp(
+        LoadRequest(target="scripted", extra={"n_ctx": 2048}),
+        loader=scripted_loader({"scripted": first, "pair-b": second}, loads),
+        store=ChatStore(),
+        choices=lambda target: asked.append(target) or choices,
+    )
+    async with app.run_test() as pilot:
+        await ready(pilot)
+        await pilot.press("f3")
+        await until(pilot, lambda: isinstance(app.screen, PairPickerScreen) and app.screen.choices)
+        assert asked == ["big"]
+        assert app.screen.query_one(OptionList).option_count == 2
+        await pilot.press("down", "enter")
+        await until(pilot, lambda: app.engine is second)
+        assert first.closed and not second.closed
+        assert loads[-1] == LoadRequest(pair="pair-b", extra={"n_ctx": 2048})
+        assert app.sub_title == "other · lookup"
+        await send(pilot, "hello")
+        await reply_done(pilot)
+        assert second.calls and not first.calls
+
+
+@async_test
+async def test_past_chats_open_and_delete():
+    engine = ScriptedEngine([[step("one")], [step("two")]])
+    app = make_app(engine)
+    async with app.run_test() as pilot:
+        await ready(pilot)
+        await send(pilot, "first chat")
+        await reply_done(pilot)
+        await pilot.press("ctrl+n")
+        await send(pilot, "second chat")
+        await reply_done(pilot)
+        await pilot.press("f2")
+        await until(pilot, lambda: isinstance(app.screen, HistoryScreen))
+        options = app.screen.query_one(OptionList)
+        assert options.option_count == 2
+        await pilot.press("down", "enter")  # the older chat
+        await until(pilot, lambda: not isinstance(app.screen, HistoryScreen))
+        await pilot.pause()
+        assert [m.text for m in app.chat_view.query(UserMessage)] == ["first chat"]
+        assert app.chat_view.query(ReplyView).last().text == "one"
+
+        await pilot.press("f2")
+        await until(pilot, lambda: isinstance(app.screen, HistoryScreen))
+        await pilot.press("down", "delete", "escape")  # the open chat is deleted: a new one starts
+        await until(pilot, lambda: app.conversation is None)
+        assert [c.title for c in app.store.conversations()] == ["second chat"]
+        assert not app.chat_view.query(UserMessage)
+
+
+@async_test
+async def test_settings_set_the_system_prompt_and_sampling():
+    engine = ScriptedEngine([LONG])
+    app = make_app(engine)
+    async with app.run_test() as pilot:
+        await ready(pilot)
+        await pilot.press("f4")
+        await until(pilot, lambda: isinstance(app.screen, SettingsScreen))
+        screen = app.screen
+        screen.query_one("#system").text = "Answer briefly."
+        screen.query_one("#temperature").value = "0.7"
+        screen.query_one("#top_p").value = "1.5"
+        await pilot.press("ctrl+s")
+        assert isinstance(app.screen, SettingsScreen)  # top-p out of range: stays open
+        screen.query_one("#top_p").value = "0.9"
+        screen.query_one("#top_p").focus()
+        await pilot.press("enter")  # Enter in a field saves too
+        await until(pilot, lambda: not isinstance(app.screen, SettingsScreen))
+        await send(pilot, "hi")
+        await reply_done(pilot)
+        assert engine.calls[0][0] == {"role": "system", "content": "Answer briefly."}
+        sampling = engine.options[0].sampling
+        assert (sampling.temp, sampling.top_p) == (0.7, 0.9)
+        assert app.store.get(app.conversation.id).settings.system == "Answer briefly."
+
+
+@async_test
+async def test_help_and_palette_list_every_key_and_the_keymap_remaps(dirs):
+    config = dirs / "config"
+    config.mkdir()
+    (config / "keymap.toml").write_text('[keymap]\ncycle_method = "f5"\nno_such_action = "f9"\n')
+    engine = ScriptedEngine([LONG])
+    app = make_app(engine)
+    async with app.run_test() as pilot:
+        await ready(pilot)
+        assert any("no key binding with id 'no_such_action'" in n for n in notes(app))
+        await pilot.press("f5")
+        assert engine.method == "lookup"
+        await pilot.press("ctrl+f")  # the old key no longer cycles
+        assert engine.method == "lookup"
+
+        await pilot.press("f1")
+        await until(pilot, lambda: isinstance(app.screen, HelpScreen))
+        help_text = str(app.screen.query_one("#keys").render())
+        ids = app.binding_ids()
+        assert {"send", "newline", "cancel", "draft_more", "draft_less", "auto_draft", "cycle_method"} <= ids
+        for binding_id in ids:
+            assert f"[{binding_id}]" in help_text
+        [method_line] = [line for line in help_text.splitlines() if "[cycle_method]" in line]
+        assert method_line.startswith("f5 ")
+        await pilot.press("escape")
+
+        commands = {c.title: c for c in app.get_system_commands(app.screen)}
+        for b in app.own_bindings():
+            assert b.tooltip in commands
+        commands["Draft one token more per step"].callback()
+        assert engine.draft_max == 5

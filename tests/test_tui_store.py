@@ -1,0 +1,169 @@
+"""Chat storage and its migrations, Markdown export, the keymap file, pair choices."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from tui import migrations
+from tui.keymap import load_keymap
+from tui.pairs import LoadRequest, pair_choices
+from tui.store import ChatSettings, ChatStore, data_dir, title_for, to_markdown
+
+
+def test_data_dir_follows_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("LOCALSPEC_DATA_DIR", str(tmp_path / "d"))
+    assert data_dir() == tmp_path / "d"
+    store = ChatStore()
+    assert store.path == tmp_path / "d" / "chats.db" and store.path.is_file()
+    store.close()
+
+
+def test_migrations_are_recorded_and_run_once(tmp_path):
+    store = ChatStore(tmp_path / "c.db")
+    names = [m.__name__ for m in migrations.MIGRATIONS]
+    assert migrations.applied(store.db) == names
+    store.close()
+    again = ChatStore(tmp_path / "c.db")
+    assert migrations.migrate(again.db) == []
+    again.close()
+
+
+def test_an_old_database_is_upgraded_in_place(tmp_path):
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(path, isolation_level=None)
+    assert migrations.migrate(db, upto="m001_conversations") == ["m001_conversations"]
+    db.execute(
+        "INSERT INTO conversations (title, model, temperature, top_p, max_tokens, created_at, updated_at)"
+        " VALUES ('old chat', 'm', 0, 1, 10, '2024-01-01T00:00:00+00:00', '2024-01-01T00:00:00+00:00')"
+    )
+    db.execute("INSERT INTO messages (conversation_id, role, content, created_at) VALUES (1, 'user', 'hi', 'x')")
+    db.close()
+    store = ChatStore(path)
+    assert migrations.applied(store.db)[-1] == "m002_reply_details"
+    [old] = store.conversations()
+    assert old.title == "old chat" and old.n_messages == 1
+    [message] = store.messages(old.id)
+    assert (message.content, message.stop_reason, message.sources, message.stats) == ("hi", None, None, None)
+    store.close()
+
+
+def test_a_failing_migration_leaves_nothing_behind(tmp_path, monkeypatch):
+    def m999_broken(db):
+        db.execute("CREATE TABLE half_done (x)")
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(migrations, "MIGRATIONS", [*migrations.MIGRATIONS, m999_broken])
+    with pytest.raises(RuntimeError):
+        ChatStore(tmp_path / "c.db")
+    db = sqlite3.connect(tmp_path / "c.db")
+    assert "m999_broken" not in {r[0] for r in db.execute("SELECT name FROM _migrations")}
+    assert not db.execute("SELECT name FROM sqlite_master WHERE name = 'half_done'").fetchall()
+
+
+def test_messages_round_trip_and_conversations_order(tmp_path):
+    store = ChatStore(tmp_path / "c.db")
+    settings = ChatSettings(system="be brief", temperature=0.5, top_p=0.9, max_tokens=64)
+    first = store.create("first", "t + d", settings)
+    second = store.create("second", "t", ChatSettings())
+    store.add_message(first.id, "user", "hello")
+    reply = store.add_message(
+        first.id, "assistant", "hi there", stop_reason="cancelled", sources=((2, "d"), (6, "t")), stats={"n": 3}
+    )
+    assert [c.title for c in store.conversations()] == ["first", "second"]
+    got = store.messages(first.id)
+    assert [(m.role, m.content) for m in got] == [("user", "hello"), ("assistant", "hi there")]
+    assert got[1] == reply and got[1].sources == ((2, "d"), (6, "t")) and got[1].stats == {"n": 3}
+    assert store.get(first.id).settings == settings
+    store.update_settings(second.id, settings)
+    assert store.get(second.id).settings == settings
+    store.delete_message(reply.id)
+    assert len(store.messages(first.id)) == 1
+    store.delete(first.id)
+    assert store.get(first.id) is None and store.messages(first.id) == []
+    store.close()
+
+
+def test_markdown_export_and_titles(tmp_path):
+    store = ChatStore(tmp_path / "c.db")
+    conv = store.create(title_for("\n  Fix my code please\nmore"), "qwen + draft", ChatSettings(system="You code."))
+    store.add_message(conv.id, "user", "Fix `x`")
+    store.add_message(conv.id, "assistant", "```py\nx = 1\n```", stop_reason="cancelled")
+    md = to_markdown(conv, store.messages(conv.id))
+    assert md.startswith("# Fix my code please\n")
+    assert "qwen + draft · temperature 0, top-p 1" in md
+    assert "## System\n\nYou code.\n" in md
+    assert "## User\n\nFix `x`\n" in md
+    assert "## Assistant (cancelled)\n\n```py\nx = 1\n```\n" in md
+    assert title_for("x" * 100).endswith("…") and len(title_for("x" * 100)) == 60
+    store.close()
+
+
+def test_keymap_file(tmp_path):
+    ids = {"send", "cycle_method"}
+    assert load_keymap(ids, tmp_path / "none.toml") == ({}, [])
+    good = tmp_path / "k.toml"
+    good.write_text('[keymap]\nsend = "ctrl+s"\ncycle_method = ["f5", "ctrl+l"]\n')
+    assert load_keymap(ids, good) == ({"send": "ctrl+s", "cycle_method": "f5,ctrl+l"}, [])
+    bad = tmp_path / "b.toml"
+    bad.write_text('colour = 1\n[keymap]\nsend = 3\nfly = "f9"\ncycle_method = "f6"\n')
+    keymap, problems = load_keymap(ids, bad)
+    assert keymap == {"cycle_method": "f6"}
+    assert len(problems) == 3 and any("'fly'" in p for p in problems) and any("keymap.send" in p for p in problems)
+    broken = tmp_path / "x.toml"
+    broken.write_text("[keymap\n")
+    keymap, [problem] = load_keymap(ids, broken)
+    assert keymap == {} and "default keys in use" in problem
+
+
+def test_load_request_arguments():
+    request = LoadRequest(pair="p", method="lookup", extra={"n_ctx": 1024, "n_threads": None})
+    assert request.load_kwargs() == dict(target=None, draft=None, pair="p", method="lookup", draft_max=None, n_ctx=1024)
+    assert request.describe() == "pair p"
+    assert LoadRequest(target="a", draft="b").describe() == "a + b"
+
+
+def test_pair_choices_offer_only_vocabulary_compatible_drafts(tmp_path, monkeypatch, smollm2_path, tiny_f32_path):
+    """A user registry with a compatible pair and an incompatible one (a tiny model
+    whose vocabulary differs from SmolLM2's in two tokens)."""
+    from gguf_fixtures import write_tiny_llama
+
+    other_vocab = write_tiny_llama(tmp_path / "other.gguf", vocab_from=smollm2_path, seed=3)
+    _shuffle_vocab(other_vocab)
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "models.toml").write_text(
+        f"""
+[models.small]
+sources = [{{ path = "{smollm2_path}" }}]
+[models.tiny]
+sources = [{{ path = "{tiny_f32_path}" }}]
+[models.alien]
+sources = [{{ path = "{other_vocab}" }}]
+[pairs.good]
+target = "small"
+draft = "tiny"
+method = "draft"
+[pairs.bad]
+target = "small"
+draft = "alien"
+method = "draft"
+"""
+    )
+    monkeypatch.setenv("LOCALSPEC_CONFIG_DIR", str(config))
+    choices = pair_choices("small")
+    names = [c.request.pair for c in choices if c.request.pair]
+    assert "good" in names and "bad" not in names
+    local = [c.request for c in choices if c.request.target == "small"]
+    assert LoadRequest(target="small", draft="tiny", method="auto") in local
+    assert not any(r.draft == "alien" for r in local)
+
+
+def _shuffle_vocab(path):
+    """Swap two token texts in place (same lengths), so llama.cpp's vocabulary check fails."""
+    data = bytearray(path.read_bytes())
+    a, b = data.find(b"\x05\x00\x00\x00\x00\x00\x00\x00hello"), data.find(b"\x05\x00\x00\x00\x00\x00\x00\x00world")
+    assert a > 0 and b > 0
+    data[a + 8 : a + 13], data[b + 8 : b + 13] = data[b + 8 : b + 13], data[a + 8 : a + 13]
+    path.write_bytes(bytes(data))

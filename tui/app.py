@@ -1,0 +1,309 @@
+"""`localspec chat`: a chat that shows speculative decoding at work.
+
+Threads: the engine loads and generates in thread workers; they only post
+messages (tui.messages) and the handlers here change the screen, so typing
+and scrolling stay smooth while a reply streams. `_engine_lock` is held by
+whoever uses the engine (a generation, a swap, the shutdown), so the engine
+is never closed under a step in progress.
+"""
+
+from __future__ import annotations
+
+import threading
+import traceback
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+from textual import work
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.widgets import Footer, Header, Label, ProgressBar
+
+from localspec.errors import LocalspecError
+from localspec.generate import GenerateOptions
+from localspec.verify import SamplingParams
+from tui.actions import ChatActions
+from tui.keymap import load_keymap
+from tui.messages import EngineReady, LoadFailed, LoadProgress, ReplyDone, ReplyFailed, StepDone
+from tui.pairs import LoadRequest, PairChoice, pair_choices
+from tui.prompt import Prompt
+from tui.reply import ReplyView, SystemNote, UserMessage
+from tui.stats import StatsPanel
+from tui.store import ChatSettings, ChatStore, Conversation, title_for
+
+if TYPE_CHECKING:
+    from localspec.engine import Engine
+
+Progress = Callable[[str, float], None]
+Loader = Callable[[LoadRequest, Progress], "Engine"]
+STAGES = {"fetch": "fetching", "load": "loading", "calibrate": "measuring decode speed"}
+
+
+def load_with_engine(request: LoadRequest, progress: Progress) -> Engine:
+    from localspec.engine import load_engine
+
+    return load_engine(**request.load_kwargs(), progress=progress)
+
+
+class ChatApp(ChatActions, App[None]):
+    TITLE = "localspec"
+    CSS_PATH = "chat.tcss"
+    BINDINGS = [
+        Binding("escape", "cancel", "Stop", id="cancel", tooltip="Stop the reply (kept, marked)"),
+        # While the prompt holds text, check_action disables these and the
+        # prompt takes + and - as characters (see Prompt._on_key).
+        Binding("plus", "draft_more", "k+1", id="draft_more", tooltip="Draft one token more per step"),
+        Binding("minus", "draft_less", "k−1", id="draft_less", tooltip="Draft one token less per step"),
+        Binding("ctrl+g", "auto_draft", "Auto k", id="auto_draft", tooltip="Toggle automatic draft length"),
+        Binding("ctrl+f", "cycle_method", "Method", id="cycle_method", tooltip="Cycle the drafting method"),
+        Binding("ctrl+t", "toggle_sources", "Colours", id="toggle_sources", tooltip="Colour tokens by origin / Markdown"),
+        Binding("ctrl+n", "new_chat", "New", id="new_chat", show=False, tooltip="Start a new chat"),
+        Binding("ctrl+r", "regenerate", "Regenerate", id="regenerate", show=False, tooltip="Regenerate the last reply"),
+        Binding("ctrl+o", "copy_reply", "Copy", id="copy_reply", show=False, tooltip="Copy the focused or last reply"),
+        Binding("ctrl+s", "export", "Export", id="export", show=False, tooltip="Export the chat to Markdown"),
+        Binding("f2", "chats", "Chats", id="chats", show=False, tooltip="Open a past chat"),
+        Binding("f3", "pairs", "Pairs", id="pairs", show=False, tooltip="Load another model pair"),
+        Binding("f4", "settings", "Settings", id="settings", show=False, tooltip="System prompt, temperature, top-p"),
+        Binding("f1", "help", "Help", id="help", tooltip="Show every key"),
+        Binding("ctrl+q", "quit", "Quit", id="quit", show=False, priority=True, tooltip="Quit"),
+    ]
+
+    def __init__(
+        self,
+        request: LoadRequest,
+        *,
+        loader: Loader = load_with_engine,
+        store: ChatStore | None = None,
+        choices: Callable[[str | None], list[PairChoice]] = pair_choices,
+        keymap_file: Path | None = None,
+    ):
+        super().__init__()
+        self.request = request
+        self.loader = loader
+        self.store = store or ChatStore()
+        self.choices = choices
+        self.keymap_file = keymap_file
+        self.keymap: dict[str, str] = {}
+        self.engine: Engine | None = None
+        self.loading = False
+        self.settings = ChatSettings()
+        self.conversation: Conversation | None = None
+        self.reply: ReplyView | None = None  # the one streaming, if any
+        self.show_sources = True
+        self._engine_lock = threading.Lock()
+        self._cancel = threading.Event()
+        self._closing = False
+
+    def compose(self) -> ComposeResult:
+        self.chat_view = VerticalScroll(id="conversation")
+        self.prompt = Prompt(id="prompt")
+        self.stats = StatsPanel(id="stats")
+        yield Header(show_clock=False)
+        with Horizontal(id="body"):
+            with Vertical(id="chat"):
+                yield self.chat_view
+                with Horizontal(id="loadbar"):
+                    yield Label(id="load-stage")
+                    yield ProgressBar(total=1.0, show_eta=False, id="load-progress")
+                yield self.prompt
+            yield self.stats
+        yield Footer(compact=True)
+
+    async def on_mount(self) -> None:
+        self.keymap, problems = load_keymap(self.binding_ids(), self.keymap_file)
+        self.set_keymap(self.keymap)
+        for problem in problems:
+            self.notify(problem, title="keymap.toml", severity="warning", timeout=15)
+        keys = {b: self.key_for(b) for b in ("send", "newline", "help")}
+        self.prompt.placeholder = f"Message · {keys['send']} sends · {keys['newline']} new line · {keys['help']} keys"
+        self.chat_view.anchor()
+        recent = self.store.conversations(limit=1)
+        if recent:
+            await self._open_conversation(recent[0].id)
+        self._start_load(self.request)
+        self.prompt.focus()
+
+    def on_unmount(self) -> None:
+        self._cancel.set()
+        with self._engine_lock:  # waits for a step in progress to end
+            self._closing = True
+            engine, self.engine = self.engine, None
+        if self.reply is not None and self.reply.text:
+            self._save_reply(self.reply, "cancelled", self.stats.counters)
+        if engine is not None:
+            engine.close()
+        self.store.close()
+
+    # -- the engine: load, generate -------------------------------------------------
+
+    def _start_load(self, request: LoadRequest) -> None:
+        self.loading = True
+        self.sub_title = f"loading {request.describe()}…"
+        self.on_load_progress(LoadProgress("load", 0.0))
+        self._load(request)
+
+    @work(thread=True, group="engine", exit_on_error=False)
+    def _load(self, request: LoadRequest) -> None:
+        with self._engine_lock:
+            old, self.engine = self.engine, None
+        if old is not None:
+            old.close()
+        try:
+            engine = self.loader(request, lambda stage, f: self.post_message(LoadProgress(stage, f)))
+        except LocalspecError as e:
+            self.post_message(LoadFailed(str(e)))
+            return
+        except Exception as e:  # a loader bug is shown, not a crash of the whole app
+            self.log.error(traceback.format_exc())
+            self.post_message(LoadFailed(f"{type(e).__name__}: {e}"))
+            return
+        with self._engine_lock:
+            if self._closing:
+                engine.close()
+                return
+            self.engine = engine
+        self.post_message(EngineReady())
+
+    @work(thread=True, group="generate", exit_on_error=False)
+    def _generate(self, messages: list[dict[str, str]], options: GenerateOptions, reply: ReplyView) -> None:
+        cancel = self._cancel
+        with self._engine_lock:
+            engine = self.engine
+            if engine is None:
+                self.post_message(ReplyFailed(reply, "no model loaded"))
+                return
+            try:
+                generation = engine.chat(messages, options, cancel)
+                for event in generation:
+                    self.post_message(StepDone(reply, event))
+                assert generation.result is not None
+                self.post_message(ReplyDone(reply, generation.result))
+            except LocalspecError as e:
+                self.post_message(ReplyFailed(reply, str(e)))
+            except Exception as e:
+                self.log.error(traceback.format_exc())
+                self.post_message(ReplyFailed(reply, f"{type(e).__name__}: {e}"))
+
+    def on_load_progress(self, message: LoadProgress) -> None:
+        verb, _, what = message.stage.partition(" ")
+        self.query_one("#load-stage", Label).update(" ".join(filter(None, (STAGES.get(verb, verb), what))) + "…")
+        bar = self.query_one(ProgressBar)
+        # The engine reports stage starts (0) and ends (1): in between, a pulse.
+        bar.update(total=1.0 if message.fraction > 0 else None, progress=message.fraction)
+        self.query_one("#loadbar").display = True
+
+    def on_engine_ready(self, _: EngineReady) -> None:
+        self.loading = False
+        self.query_one("#loadbar").display = False
+        for warning in getattr(self.engine, "warnings", ()):
+            self.notify(warning, title="Set-up", severity="warning", timeout=15)
+        self._show_settings()
+
+    def on_load_failed(self, message: LoadFailed) -> None:
+        self.loading = False
+        self.query_one("#loadbar").display = False
+        self.sub_title = f"no model loaded · {self.key_for('pairs')} picks a pair"
+        self.notify(message.error, title="Model failed to load", severity="error", timeout=20)
+
+    async def on_step_done(self, message: StepDone) -> None:
+        await message.reply.add_step(message.event)
+        if message.reply is self.reply:
+            self.stats.show_step(message.event)
+            if self.engine is not None:  # plain steps refine the measured plain rate
+                self.stats.plain_rate = self.engine.plain_tokens_per_s
+
+    async def on_reply_done(self, message: ReplyDone) -> None:
+        result, reply = message.result, message.reply
+        await reply.finish(result.text, result.stop_reason, result.counters)
+        self.stats.counters = result.counters
+        if result.stop_reason == "cancelled" and not result.text:
+            await reply.remove()
+            self.reply = None
+        else:
+            self._save_reply(reply, result.stop_reason, None)
+        if result.stop_reason == "context_full":
+            new = self.key_for("new_chat")
+            self.notify(f"The context is full; the reply stopped there. {new} starts a new chat.", severity="error")
+        self.refresh_bindings()
+
+    async def on_reply_failed(self, message: ReplyFailed) -> None:
+        await message.reply.remove()
+        self.reply = None
+        self.refresh_bindings()
+        self.notify(message.error, title="Reply failed", severity="error", timeout=15)
+
+    def _save_reply(self, reply: ReplyView, stop_reason: str, counters) -> None:
+        if reply.message_id is None and self.conversation is not None:
+            stats = reply.stats or (counters.to_dict() | {"methods": reply.methods} if counters else None)
+            stored = self.store.add_message(
+                self.conversation.id, "assistant", reply.text,
+                stop_reason=stop_reason, sources=reply.sources(), stats=stats,
+            )  # fmt: skip
+            reply.message_id = stored.id
+        if reply is self.reply:
+            self.reply = None
+
+    # -- chatting ---------------------------------------------------------------
+
+    async def on_prompt_submitted(self, message: Prompt.Submitted) -> None:
+        text = message.text.strip()
+        if not text or not self._can_generate():
+            return
+        self.prompt.clear()
+        if self.conversation is None:
+            self.conversation = self.store.create(title_for(text), self._model_label(), self.settings)
+        self.store.add_message(self.conversation.id, "user", text)
+        await self.chat_view.mount(UserMessage(text))
+        await self._start_reply()
+
+    def _can_generate(self) -> bool:
+        if self.reply is not None:
+            self.notify(f"A reply is still streaming; {self.key_for('cancel')} stops it.", severity="warning")
+        elif self.engine is None:
+            self.say_no_engine()
+        else:
+            return True
+        return False
+
+    async def _start_reply(self) -> None:
+        assert self.conversation is not None
+        s = self.settings
+        messages = [{"role": "system", "content": s.system}] if s.system else []
+        messages += [{"role": m.role, "content": m.content} for m in self.store.messages(self.conversation.id)]
+        reply = ReplyView(self.show_sources)
+        await self.chat_view.mount(reply)
+        self.chat_view.anchor()
+        self.reply = reply
+        self._cancel = threading.Event()
+        self.stats.start_reply()
+        self.refresh_bindings()
+        options = GenerateOptions(max_tokens=s.max_tokens, sampling=SamplingParams(temp=s.temperature, top_p=s.top_p))
+        self._generate(messages, options, reply)
+
+    async def _open_conversation(self, conversation_id: int) -> None:
+        conversation = self.store.get(conversation_id)
+        if conversation is None:
+            return
+        self.conversation = conversation
+        self.settings = conversation.settings
+        await self.chat_view.remove_children()
+        widgets = [SystemNote(self.settings.system)]
+        for m in self.store.messages(conversation.id):
+            widgets.append(UserMessage(m.content) if m.role == "user" else ReplyView(self.show_sources, m))
+        await self.chat_view.mount_all(widgets)
+        self.chat_view.anchor()
+        self.stats.start_reply()
+
+    def _model_label(self) -> str:
+        e = self.engine
+        if e is None:
+            return self.request.describe()
+        return f"{e.target_name} + {e.draft_name}" if e.draft_name else e.target_name
+
+    def _show_settings(self) -> None:
+        e = self.engine
+        if e is not None:
+            self.stats.show_settings(e.method, e.draft_max, e.auto_draft, e.plain_tokens_per_s)
+            self.sub_title = f"{self._model_label()} · {e.method}"
+        self.refresh_bindings()

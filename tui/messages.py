@@ -1,0 +1,55 @@
+"""What the worker threads tell the UI thread.
+
+Workers never touch a widget: they post these messages (thread-safe, and
+never blocking the engine on the UI) and the app's handlers, on the UI
+thread, change the screen.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from textual.message import Message
+
+from localspec.events import GenerationResult, StepEvent
+
+if TYPE_CHECKING:
+    from tui.reply import ReplyView
+
+
+class LoadProgress(Message):
+    def __init__(self, stage: str, fraction: float):
+        super().__init__()
+        self.stage = stage  # "fetch NAME", "load NAME", "calibrate"
+        self.fraction = fraction
+
+
+class EngineReady(Message):
+    pass
+
+
+class LoadFailed(Message):
+    def __init__(self, error: str):
+        super().__init__()
+        self.error = error
+
+
+class StepDone(Message):
+    def __init__(self, reply: ReplyView, event: StepEvent):
+        super().__init__()
+        self.reply = reply
+        self.event = event
+
+
+class ReplyDone(Message):
+    def __init__(self, reply: ReplyView, result: GenerationResult):
+        super().__init__()
+        self.reply = reply
+        self.result = result
+
+
+class ReplyFailed(Message):
+    def __init__(self, reply: ReplyView, error: str):
+        super().__init__()
+        self.reply = reply
+        self.error = error
