@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -17,9 +16,7 @@ def smollm2() -> Path:
 
 
 def test_smollm2_header(smollm2):
-    start = time.perf_counter()
     info = read_gguf_info(smollm2)
-    assert time.perf_counter() - start < 1.0
     assert info.architecture == "llama"
     assert info.file_size == 98362432
     assert info.n_params == 134515008

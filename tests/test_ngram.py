@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import random
-import time
 
 import numpy as np
 import pytest
@@ -133,14 +132,11 @@ def test_syncing_one_token_at_a_time_does_work_per_new_token():
 
     index = NgramIndex(n_min=2, n_max=4)
     growing: list[int] = []
-    started = time.perf_counter()
     for token in seq:
         growing.append(token)
         index.sync(growing)
         index.lookup(8)
-    elapsed = time.perf_counter() - started
     assert index.ops == sum(len(seq) - (n - 1) for n in (2, 3, 4))
-    assert elapsed < 5.0  # generous: about 0.5 s here; an O(n^2) rescan takes minutes
 
     before = index.ops
     index.sync(seq[:-10])  # a rejected tail costs what it removes
