@@ -18,7 +18,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Literal, Protocol, Sequence
 
 import numpy as np
 
@@ -73,6 +73,12 @@ class Model:
         self.n_vocab = llama_cpp.llama_vocab_n_tokens(self.vocab)
         self.n_ctx_train = llama_cpp.llama_model_n_ctx_train(model)
         self.n_layer_nextn = llama_cpp.llama_model_n_layer_nextn(model)
+        self.n_embd = llama_cpp.llama_model_n_embd(model)
+        # Recurrent state (Mamba, gated delta-net layers of Qwen3.5) cannot be cut
+        # back to an arbitrary position; llama.cpp keeps a few snapshots instead.
+        self.has_recurrent_state = bool(
+            llama_cpp.llama_model_is_recurrent(model) or llama_cpp.llama_model_is_hybrid(model)
+        )
         self.add_bos = bool(llama_cpp.llama_vocab_get_add_bos(self.vocab))
         self.bos = llama_cpp.llama_vocab_bos(self.vocab)
         self.eos = llama_cpp.llama_vocab_eos(self.vocab)
@@ -152,6 +158,14 @@ class TextStream:
 Logits = Literal["none", "last", "all"]
 
 
+class CacheListener(Protocol):
+    """Something that mirrors a context's cache (the MTP drafter does)."""
+
+    def after_decode(self, tokens: Sequence[int], pos0: int) -> None: ...
+
+    def after_truncate(self, n: int) -> None: ...
+
+
 class Context:
     """A KV cache for one model, with the token list it holds."""
 
@@ -164,9 +178,17 @@ class Context:
         n_threads: int | None = None,
         flash_attn: bool | None = None,
         kv_f32: bool = False,
+        rollback: int = 0,
     ):
+        """`rollback`: how many trailing tokens `truncate` must be able to drop on
+        a model with recurrent state (the longest draft); plain attention caches
+        can always be cut anywhere."""
         self.model = model
         params = llama_cpp.llama_context_default_params()
+        # Drafts longer than this would cut deeper than the snapshots reach.
+        self.max_rollback = rollback if model.has_recurrent_state else None
+        if model.has_recurrent_state:
+            params.n_rs_seq = rollback
         if kv_f32:
             # The cache is F16 by default; F32 makes results independent of how the
             # tokens were batched (up to float reassociation), which exactness tests need.
@@ -184,6 +206,7 @@ class Context:
             False: llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED,
         }[flash_attn]
         params.no_perf = True
+        self.params = params  # contexts that shadow this one (MTP) copy its settings
         ctx = llama_cpp.llama_init_from_model(model.ptr, params)
         if not ctx:
             raise LocalspecError(f"llama.cpp could not create a context of {n_ctx} tokens for {model.name}")
@@ -194,6 +217,7 @@ class Context:
         self.n_vocab = model.n_vocab
         self.tokens: list[int] = []
         self.decode_s = 0.0  # total seconds inside llama_decode: the rest of a step is our overhead
+        self.listeners: list[CacheListener] = []
         self._batch = llama_cpp.llama_batch_init(n_batch, 0, 1)
 
     def common_prefix(self, seq: Sequence[int]) -> int:
@@ -203,12 +227,23 @@ class Context:
             i += 1
         return i
 
-    def truncate(self, n: int) -> None:
-        """Forget every cached position from n on."""
+    def truncate(self, n: int) -> int:
+        """Forget every cached position from n on; return how many are left.
+
+        That is n, except on a model with recurrent state asked to go back
+        further than its snapshots reach: then the cache is emptied (0), and
+        the caller decodes again from there.
+        """
         if n < len(self.tokens):
             if not llama_cpp.llama_memory_seq_rm(self.memory, 0, n, -1):
-                raise RuntimeError(f"llama_memory_seq_rm refused to cut the cache at {n}")
+                if not self.model.has_recurrent_state:
+                    raise RuntimeError(f"llama_memory_seq_rm refused to cut the cache at {n}")
+                llama_cpp.llama_memory_clear(self.memory, True)
+                n = 0
             del self.tokens[n:]
+            for listener in self.listeners:
+                listener.after_truncate(n)
+        return len(self.tokens)
 
     def decode(self, tokens: Sequence[int], logits: Logits = "last") -> np.ndarray:
         """Append `tokens` to the cache; return logits for the rows asked for.
@@ -237,7 +272,10 @@ class Context:
                 if rc == 1:
                     raise ContextFull(f"no KV slot for {len(chunk)} tokens (context {self.n_ctx})")
                 raise RuntimeError(f"llama_decode failed with code {rc}")
+            pos0 = len(self.tokens)
             self.tokens.extend(chunk)
+            for listener in self.listeners:
+                listener.after_decode(chunk, pos0)
             start += len(chunk)
         n_rows = {"none": 0, "last": 1, "all": len(tokens)}[logits]
         return self._rows(n_rows)
@@ -279,8 +317,7 @@ class Context:
 
         Returns how many tokens were reused.
         """
-        common = self.common_prefix(seq)
-        self.truncate(common)
+        common = self.truncate(self.common_prefix(seq))
         if common < len(seq):
             self.decode(seq[common:], logits="none")
         return common

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from localspec.backend import Context
+from localspec.verify import SamplingParams
 
 ROWS = (1, 2, 3, 5, 9)
 PREFIX = 64  # positions already in the cache, like a short prompt
@@ -63,39 +64,59 @@ def _save(saved: dict) -> None:
         pass  # a read-only cache only costs a re-measurement next time
 
 
-def keys_for(target: Context, draft: Context | None, n_threads: int, ngl: tuple[int, int]) -> dict[str, str]:
+def keys_for(
+    target: Context, draft: Context | None, n_threads: int, ngl: tuple[int, int], mtp: bool = False
+) -> dict[str, str]:
     # Verify costs and draft costs are different measurements even of one file
     # (a model drafting for itself), so the role is part of the key.
     keys = {"target": "verify:" + _key(target, n_threads, ngl[0])}
     if draft is not None:
         keys["draft"] = "draft:" + _key(draft, n_threads, ngl[1])
+    if mtp:
+        keys["mtp"] = "mtp:" + _key(target, n_threads, ngl[0])
     return keys
 
 
-def measure(target: Context, draft: Context | None, keys: dict[str, str]) -> dict:
-    """Verify seconds by row count for the target; seconds per token for the draft.
+def _time_mtp_token(mtp, target: Context, tokens: list[int]) -> float:
+    """Seconds per MTP head decode, from a 4-token draft after a short prefix."""
+    target.truncate(0)
+    target.decode(tokens[:PREFIX], logits="none")
+    best = float("inf")
+    for _ in range(REPEATS):
+        mtp.propose(tokens[: PREFIX + 1], 4, SamplingParams(), None)
+        n, s = mtp.last_draft
+        if n:
+            best = min(best, s / n)
+    target.truncate(0)
+    return best if best < float("inf") else 0.0
+
+
+def measure(target: Context, draft: Context | None, keys: dict[str, str], mtp=None) -> dict:
+    """Verify seconds by row count for the target; seconds per token for the
+    draft model and the MTP head (`draft_token_s`, by drafter name).
 
     Served from the cache when these models ran here with these settings before.
     """
     saved = _load()
-    result: dict = {}
+    result: dict = {"draft_token_s": {}}
     tokens = target.model.tokenize("def f(x):\n    return x * 2\n" * 20, add_special=False, parse_special=False) * 2
     if keys["target"] in saved:
         result["verify_s"] = {int(n): s for n, s in saved[keys["target"]].items()}
     else:
         result["verify_s"] = {n: _time_decodes(target, n, tokens) for n in ROWS}
         saved[keys["target"]] = result["verify_s"]
-    if draft is not None:
-        if keys["draft"] in saved:
-            result["draft_token_s"] = saved[keys["draft"]]["1"]
-        else:
-            result["draft_token_s"] = _time_decodes(draft, 1, tokens)
-            saved[keys["draft"]] = {"1": result["draft_token_s"]}
+    timers = {"draft": lambda: _time_decodes(draft, 1, tokens), "mtp": lambda: _time_mtp_token(mtp, target, tokens)}
+    for name, timer in timers.items():
+        if name not in keys:
+            continue
+        if keys[name] not in saved:
+            saved[keys[name]] = {"1": timer()}
+        result["draft_token_s"][name] = saved[keys[name]]["1"]
     _save(saved)
     return result
 
 
-def remember(keys: dict[str, str], verify_s: dict[int, float], draft_token_s: float | None) -> None:
+def remember(keys: dict[str, str], verify_s: dict[int, float], draft_token_s: dict[str, float]) -> None:
     """Store what a session measured, so the next start begins from it: a
     calibration taken while the machine was busy does not stick."""
     saved = _load()
@@ -105,6 +126,7 @@ def remember(keys: dict[str, str], verify_s: dict[int, float], draft_token_s: fl
     saved[keys["target"]] = {
         str(n): min(s, old.get(str(n), s)) for n, s in sorted({**{int(k): v for k, v in old.items()}, **verify_s}.items())
     }
-    if draft_token_s is not None and "draft" in keys:
-        saved[keys["draft"]] = {"1": min(draft_token_s, saved.get(keys["draft"], {}).get("1", draft_token_s))}
+    for name, s in draft_token_s.items():
+        if name in keys:
+            saved[keys[name]] = {"1": min(s, saved.get(keys[name], {}).get("1", s))}
     _save(saved)

@@ -87,7 +87,9 @@ class CostModel:
             self.verify_s[n] = RunningMean(s, prior_weight=2.0)
         for name, s in draft_token_s.items():
             self.draft_token_s[name] = RunningMean(s, prior_weight=2.0)
+        if "draft" in draft_token_s:
             # A batch of n tokens costs about one decode plus a fraction per extra token.
+            s = draft_token_s["draft"]
             self.catch_up = LinearFit(s * 0.8, s * 0.2)
 
     def verify(self, n_rows: int) -> float:
@@ -113,6 +115,8 @@ class CostModel:
             return 0.0
         per = self.draft_token_s.get(name)
         single = per.value if per else self.verify(1) * 0.5
+        if name != "draft":
+            return single * k  # MTP: its cache is fed along with the target's, never behind
         first = self.catch_up(behind) if self.catch_up else single * behind
         return first + single * (k - 1)
 
@@ -124,9 +128,12 @@ class CostModel:
         if self.catch_up is None:
             self.catch_up = LinearFit(catch_up[1], 0.0)
         self.catch_up.add(*catch_up)
-        n, s = singles
+        self.record_draft_tokens("draft", singles)
+
+    def record_draft_tokens(self, name: str, decodes: tuple[int, float]) -> None:
+        n, s = decodes
         if n:
-            self.draft_token_s.setdefault("draft", RunningMean(s / n, 0.0)).add(s / n, weight=n)
+            self.draft_token_s.setdefault(name, RunningMean(s / n, 0.0)).add(s / n, weight=n)
 
 
 class Acceptance:
@@ -191,15 +198,19 @@ class Planner:
         self.idle_steps: dict[str, int] = {}
         self.probe_after: dict[str, int] = {}
         self._probing = False
-        self._draft_proposals_seen = 0
+        self._proposals_at_plan: dict[str, int] = {}  # model drafters' proposal counts when the step began
 
     def plan(self, context: Sequence[int]) -> tuple[str, Drafter | None, int]:
         eng = self.engine
         method = eng.method
+        self._proposals_at_plan = {
+            name: d.proposals for name, d in (("draft", eng.draft_model), ("mtp", eng.mtp)) if d is not None
+        }
         if method == "none":
             return "none", None, 0
-        if eng.draft_model is not None:
-            eng.draft_model.cum_p_min = 0.0
+        for model_drafter in (eng.draft_model, eng.mtp):
+            if model_drafter is not None:
+                model_drafter.cum_p_min = 0.0
         if method != "auto" and not eng.auto_draft:
             return method, eng.drafter_for(method), eng.draft_max
         candidates = [m for m in ("lookup", "draft", "mtp") if m in eng.methods] if method == "auto" else [method]
@@ -213,8 +224,8 @@ class Planner:
             choice = probe
         if choice.k == 0:
             return "none", None, 0
-        if choice.method == "draft":
-            self._tune_draft_stop(eng)
+        if choice.method in ("draft", "mtp"):
+            self._tune_draft_stop(choice.method)
         return choice.method, eng.drafter_for(choice.method), choice.k
 
     def _choose(self, name: str, context: Sequence[int]) -> Choice:
@@ -269,28 +280,34 @@ class Planner:
         behind = self.engine.draft_model.behind(context) if name == "draft" else 1
         return self.costs.draft(name, 1, behind) <= PROBE_BUDGET_STEPS * self.costs.verify(1)
 
-    def _tune_draft_stop(self, eng) -> None:
+    def _tune_draft_stop(self, name: str) -> None:
         # Drafting one more token pays if the chance that it and all before it are
         # accepted, times the plain cost of a token, exceeds what it costs to draft and
-        # verify it. The draft model's own running probability stands in for that chance.
+        # verify it. The drafter's own running probability stands in for that chance.
         c = self.costs
-        marginal = c.draft("draft", 1) + max(c.verify(3) - c.verify(2), 0.0)
-        eng.draft_model.cum_p_min = min(0.95, marginal / c.verify(1))
+        marginal = c.draft(name, 1) + max(c.verify(3) - c.verify(2), 0.0)
+        drafter = self.engine.mtp if name == "mtp" else self.engine.draft_model
+        drafter.cum_p_min = min(0.95, marginal / c.verify(1))
 
     def record(self, event: StepEvent) -> None:
         self.costs.record_verify(event)
-        dm = self.engine.draft_model
-        used_draft_model = dm is not None and dm.proposals != self._draft_proposals_seen
+        dm, mtp = self.engine.draft_model, self.engine.mtp
+        before = self._proposals_at_plan
+        used_draft_model = dm is not None and dm.proposals != before.get("draft", dm.proposals)
+        used_mtp = mtp is not None and mtp.proposals != before.get("mtp", mtp.proposals)
         if used_draft_model:
-            self._draft_proposals_seen = dm.proposals
             self.costs.record_draft_model(dm.last_catch_up, dm.last_singles)
-        if used_draft_model and not event.drafted:
-            # Asked, caught up, then too unsure to propose anything: as costly as
-            # a rejected token, and counted as one so the planner stops asking.
-            self.acceptance["draft"].record(1, 0)
+        if used_mtp:
+            self.costs.record_draft_tokens("mtp", mtp.last_draft)
+        if (used_draft_model or used_mtp) and not event.drafted:
+            # Asked, ran, then too unsure to propose anything: as costly as a
+            # rejected token, and counted as one so the planner stops asking.
+            self.acceptance["draft" if used_draft_model else "mtp"].record(1, 0)
         if event.drafted:
             if used_draft_model:
                 key = "draft"
+            elif used_mtp:
+                key = "mtp"
             elif event.method in ("lookup", "draft+lookup"):
                 key = f"lookup{min(max(self.engine.lookup.last_match_n, 2), LOOKUP_BUCKETS)}"
             else:

@@ -19,8 +19,9 @@ from localspec.drafters import Drafter
 from localspec.drafters.combined import FirstOfDrafter
 from localspec.drafters.draft_model import DraftModelDrafter
 from localspec.drafters.lookup import LookupDrafter
+from localspec.drafters.mtp import MtpDrafter
 from localspec.errors import LocalspecError
-from localspec.controller import CostModel, Planner
+from localspec.controller import K_MAX, CostModel, Planner
 from localspec.generate import GenerateOptions, Generation
 from localspec.registry import DEFAULT_DRAFT_MAX, DEFAULT_P_MIN
 
@@ -37,6 +38,7 @@ class ModelSettings:
     n_ctx: int = 4096
     n_gpu_layers: int = 0
     chat_template: str | None = None
+    mtp_layers: int = 0  # NextN heads in the file (`<arch>.nextn_predict_layers`)
 
 
 class Engine:
@@ -48,6 +50,7 @@ class Engine:
         target_name: str,
         draft_ctx: Context | None = None,
         draft_name: str | None = None,
+        mtp: MtpDrafter | None = None,
         method: str | None = None,
         draft_max: int = DEFAULT_DRAFT_MAX,
         p_min: float = DEFAULT_P_MIN,
@@ -61,20 +64,22 @@ class Engine:
         self.draft_name = draft_name
         self.lookup = LookupDrafter()
         self._drafters: dict[str, Drafter] = {"lookup": self.lookup}
-        if draft_ctx is not None:
-            self.draft_model = DraftModelDrafter(draft_ctx, p_min=p_min)
+        self.draft_model = DraftModelDrafter(draft_ctx, p_min=p_min) if draft_ctx is not None else None
+        self.mtp = mtp
+        if self.draft_model:
             self._drafters["draft"] = self.draft_model
             self._drafters["draft+lookup"] = FirstOfDrafter("draft+lookup", [self.lookup, self.draft_model])
-            self.methods: tuple[str, ...] = ("auto", "draft", "lookup", "draft+lookup", "none")
-        else:
-            self.draft_model = None
-            self.methods = ("auto", "lookup", "none")
+        if mtp:
+            self._drafters["mtp"] = mtp
+        self.methods: tuple[str, ...] = ("auto", *self._drafters, "none")
         self.method = method or self.methods[0]
         if self.method not in self.methods:
-            raise LocalspecError(
-                f"method {self.method!r} is not available here (have: {', '.join(self.methods)})"
-                + ("; --method draft needs --draft" if self.method in ("draft", "draft+lookup") else "")
-            )
+            hint = {
+                "draft": "; --method draft needs --draft",
+                "draft+lookup": "; --method draft+lookup needs --draft",
+                "mtp": f"; --method mtp needs a target with MTP heads, and {target_name} has none",
+            }.get(self.method, "")
+            raise LocalspecError(f"method {self.method!r} is not available here (have: {', '.join(self.methods)}){hint}")
         self.draft_max = draft_max
         # With a fixed method, let the planner pick k (0 included) from measured costs.
         self.auto_draft = False
@@ -139,16 +144,17 @@ class Engine:
     def close(self) -> None:
         if self._calibration_keys:
             c = self.planner.costs
-            per_token = c.draft_token_s.get("draft")
             calibrate.remember(
                 self._calibration_keys,
                 {n: m.value for n, m in c.verify_s.items()},
-                per_token.value if per_token else None,
+                {name: m.value for name, m in c.draft_token_s.items()},
             )
             self._calibration_keys = None
         if self.draft_model:
             self.draft_model.close()
             self.draft_model.ctx.model.close()
+        if self.mtp:
+            self.mtp.close()
         self.target_ctx.close()
         self.target.close()
 
@@ -168,24 +174,30 @@ def open_engine(
     """Load models already on disk (vocabulary compatibility checked before)."""
     report = progress or (lambda stage, frac: None)
     report(f"load {target.name}", 0.0)
-    tmodel = Model(target.path, n_gpu_layers=target.n_gpu_layers)
-    tctx = Context(tmodel, n_ctx=target.n_ctx, n_threads=n_threads, flash_attn=flash_attn)
+    # MTP layers are loaded whenever the file has them: auto may draft with them.
+    tmodel = Model(target.path, n_gpu_layers=target.n_gpu_layers, load_mtp=target.mtp_layers > 0)
+    tctx = Context(tmodel, n_ctx=target.n_ctx, n_threads=n_threads, flash_attn=flash_attn, rollback=K_MAX)
     report(f"load {target.name}", 1.0)
     dctx = None
     if draft is not None:
         report(f"load {draft.name}", 0.0)
         dmodel = Model(draft.path, n_gpu_layers=draft.n_gpu_layers)
-        dctx = Context(dmodel, n_ctx=target.n_ctx, n_threads=n_threads, flash_attn=flash_attn)
+        dctx = Context(dmodel, n_ctx=target.n_ctx, n_threads=n_threads, flash_attn=flash_attn, rollback=K_MAX)
         report(f"load {draft.name}", 1.0)
+    mtp = MtpDrafter(tctx) if tmodel.n_layer_nextn > 0 else None
     costs = CostModel()
     keys = None
     if calibrate_costs:
         report("calibrate", 0.0)
         keys = calibrate.keys_for(
-            tctx, dctx, n_threads or default_threads(), (target.n_gpu_layers, draft.n_gpu_layers if draft else 0)
+            tctx,
+            dctx,
+            n_threads or default_threads(),
+            (target.n_gpu_layers, draft.n_gpu_layers if draft else 0),
+            mtp=mtp is not None,
         )
-        m = calibrate.measure(tctx, dctx, keys)
-        costs.seed(m["verify_s"], {"draft": m["draft_token_s"]} if "draft_token_s" in m else {})
+        m = calibrate.measure(tctx, dctx, keys, mtp)
+        costs.seed(m["verify_s"], m["draft_token_s"])
         report("calibrate", 1.0)
     return Engine(
         tmodel,
@@ -195,6 +207,7 @@ def open_engine(
         target_name=target.name,
         draft_ctx=dctx,
         draft_name=draft.name if draft else None,
+        mtp=mtp,
         method=method,
         draft_max=draft_max,
         p_min=p_min,
@@ -258,6 +271,7 @@ def load_engine(
             n_ctx=n_ctx or spec.n_ctx,
             n_gpu_layers=spec.n_gpu_layers if ngl is None else ngl,
             chat_template=spec.chat_template,
+            mtp_layers=info.nextn_predict_layers,
         )
         return ms, info
 

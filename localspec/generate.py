@@ -108,6 +108,8 @@ class Generation:
             step_start = time.perf_counter()
             method, drafter, k = self.planner.plan(context)
             k = max(0, min(k, remaining - 1, room - 1))
+            if self.target.max_rollback is not None:
+                k = min(k, self.target.max_rollback)
             draft = drafter.propose(context, k, opts.sampling, rng) if drafter and k else EMPTY_DRAFT
             draft_tokens = draft.tokens[:k]
             verify_start = time.perf_counter()
@@ -137,7 +139,8 @@ class Generation:
             generated.extend(t.id for t in emitted)
             trace.extend(emitted)
             # Back to the invariant: the cache holds the context minus its newest token.
-            self.target.truncate(len(context) - 1)
+            # (A cut that recurrent state cannot make empties the cache; prefill refills it.)
+            self.target.prefill(context[:-1])
             for d in self.drafters:
                 d.observe(context, n_acc)
 

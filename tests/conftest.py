@@ -42,3 +42,11 @@ def tiny_f32_draft_path(tmp_path_factory, smollm2_path) -> Path:
     from gguf_fixtures import write_tiny_llama
 
     return write_tiny_llama(tmp_path_factory.mktemp("gguf") / "tiny-f32-s1.gguf", vocab_from=smollm2_path, seed=1)
+
+
+@pytest.fixture(scope="session")
+def tiny_mtp_path(tmp_path_factory, smollm2_path) -> Path:
+    """A tiny hybrid (Qwen3.5-architecture) model with one MTP head."""
+    from gguf_fixtures import write_tiny_qwen35_mtp
+
+    return write_tiny_qwen35_mtp(tmp_path_factory.mktemp("gguf") / "tiny-qwen35-mtp.gguf", vocab_from=smollm2_path)

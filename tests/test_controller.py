@@ -60,6 +60,7 @@ class FakeEngine:
         self.auto_draft = False
         self.draft_max = 4
         self.draft_model = type("D", (), {"cum_p_min": 0.0, "proposals": 0, "behind": lambda self, c: 1})()
+        self.mtp = None
         self.lookup = type(
             "L", (), {"last_match_n": 0, "propose": lambda self, c, k, s, r: type("Dr", (), {"tokens": []})()}
         )()
@@ -145,3 +146,72 @@ def test_no_probe_that_would_first_catch_up_a_long_prompt():
         method, _, _ = planner.plan([1])
         assert method == "none"
         planner.record(step("none", 0, 0, 0.07))
+
+
+class FakeMtp:
+    """The attributes the planner reads of an MTP drafter; `draft` simulates a proposal."""
+
+    def __init__(self, seconds_per_token: float):
+        self.cum_p_min = 0.0
+        self.proposals = 0
+        self.last_draft = (0, 0.0)
+        self.seconds_per_token = seconds_per_token
+
+    def draft(self, k: int) -> None:
+        self.proposals += 1
+        self.last_draft = (k, k * self.seconds_per_token)
+
+
+def mtp_engine(seconds_per_token: float) -> FakeEngine:
+    engine = FakeEngine()
+    engine.methods = ("auto", "mtp", "lookup", "none")
+    engine.draft_model = None
+    engine.mtp = FakeMtp(seconds_per_token)
+    return engine
+
+
+def run_mtp_steps(planner: Planner, engine: FakeEngine, n: int, acceptance: float, c: CostModel, rng) -> list[int]:
+    ks = []
+    for _ in range(n):
+        method, _, k = planner.plan([1, 2, 3])
+        ks.append(k if method == "mtp" else 0)
+        if method == "mtp":
+            engine.mtp.draft(k)
+            accepted = 0
+            while accepted < k and rng.random() < acceptance:
+                accepted += 1
+            planner.record(step("mtp", k, accepted, c.verify(k + 1), k * engine.mtp.seconds_per_token))
+        else:
+            planner.record(step("none", 0, 0, c.verify(1)))
+    return ks
+
+
+def test_auto_drafts_with_mtp_heads_where_rows_are_cheap():
+    """A GPU-like machine: extra verify rows nearly free, a head decode 5% of a
+    step. The heads' measured acceptance (degrading with depth) sets k."""
+    rng = np.random.default_rng(0)
+    engine = mtp_engine(0.0035)
+    c = costs(0.07, 0.004)
+    planner = Planner(engine, c)
+    ks = run_mtp_steps(planner, engine, 200, 0.8, c, rng)
+    assert np.mean(ks[-50:]) >= 2
+    rates = planner.acceptance["mtp"].rates
+    assert rates[0].value > 0.65  # learned from the steps (the prior is 0.6)
+    assert "mtp" in c.draft_token_s and abs(c.draft_token_s["mtp"].value - 0.0035) < 1e-6
+
+
+def test_auto_leaves_mtp_heads_alone_where_rows_cost_like_decodes():
+    """This machine's shape (5 rows cost 3x one): a head right 60% of the time
+    does not pay, so after the first steps only rare, backed-off probes draft."""
+    rng = np.random.default_rng(0)
+    engine = mtp_engine(0.01)
+    c = costs(0.07, 0.035)
+    planner = Planner(engine, c)
+    ks = run_mtp_steps(planner, engine, 200, 0.6, c, rng)
+    assert sum(k > 0 for k in ks[-100:]) <= 3
+
+
+def test_mtp_costs_have_no_catch_up():
+    c = costs(0.07, 0.02, 0.03)
+    c.draft_token_s["mtp"] = c.draft_token_s["draft"]
+    assert c.draft("mtp", 3, behind=50) == c.draft("mtp", 3, behind=1) == 3 * 0.03

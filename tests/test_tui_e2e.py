@@ -52,3 +52,25 @@ async def test_chat_on_smollm2_with_lookup(smollm2_path):
         third = await reply_done(pilot, timeout=300)
         assert third.stats["n_prompt_cached"] > third.stats["n_prompt"]
         assert len(app.chat_view.query(ReplyView)) == 3
+
+
+@async_test
+async def test_chat_drafts_with_mtp_when_the_target_has_heads(tiny_mtp_path):
+    app = ChatApp(LoadRequest(target=str(tiny_mtp_path), method="mtp"), store=ChatStore(), choices=lambda t: [])
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: not app.loading, timeout=600)
+        assert app.engine is not None, notes(app)
+        assert "mtp" in app.engine.methods and app.engine.method == "mtp"
+        app.settings = ChatSettings(max_tokens=32)
+        await send(pilot, "Say something.")
+        reply = await reply_done(pilot, timeout=300)
+        assert reply.stats["methods"] == ["mtp"] and reply.stats["drafted"] > 0
+        assert any(origin == DRAFT for _, origin in reply.runs)
+
+        # The method cycle goes through every method the engine offers, MTP included.
+        seen = set()
+        for _ in app.engine.methods:
+            await pilot.press("ctrl+f")
+            await pilot.pause()
+            seen.add(app.engine.method)
+        assert seen == set(app.engine.methods)

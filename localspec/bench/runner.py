@@ -28,10 +28,12 @@ Progress = Callable[[int, int, Prompt, Mode, dict], None]
 
 
 def decode_seconds(engine) -> float:
-    """Seconds both models have spent inside llama_decode so far."""
+    """Seconds every model context (target, draft, MTP head) has spent inside llama_decode so far."""
     total = engine.target_ctx.decode_s
     if engine.draft_model is not None:
         total += engine.draft_model.ctx.decode_s
+    if engine.mtp is not None:
+        total += engine.mtp.decode_s
     return total
 
 

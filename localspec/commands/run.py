@@ -9,9 +9,8 @@ from pathlib import Path
 
 from localspec.errors import LocalspecError
 from localspec.generate import GenerateOptions
+from localspec.registry import METHODS
 from localspec.verify import SamplingParams
-
-METHODS = ("auto", "none", "draft", "lookup", "draft+lookup")
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:

@@ -50,8 +50,7 @@ class DraftModelDrafter:
     def _catch_up(self, context: Sequence[int]) -> np.ndarray:
         common = self.ctx.common_prefix(context)
         # The next-token logits need the last context token decoded in this call.
-        common = min(common, len(context) - 1)
-        self.ctx.truncate(common)
+        common = self.ctx.truncate(min(common, len(context) - 1))
         return self.ctx.decode(context[common:], logits="last")[-1]
 
     def propose(
