@@ -154,8 +154,11 @@ def test_default_modes_skip_what_the_engine_cannot_run():
     chosen, notes = modes.choose_modes(None, ("lookup", "none"))
     assert [m.name for m in chosen] == ["plain", "lookup"]
     assert any("draft-k1" in n for n in notes) and any("auto" in n for n in notes)
-    chosen, _ = modes.choose_modes(None, ("auto", "draft", "lookup", "draft+lookup", "none"))
-    assert [m.name for m in chosen] == [m.name for m in modes.MODES]
+    chosen, notes = modes.choose_modes(None, ("auto", "draft", "lookup", "draft+lookup", "none"))
+    assert [m.name for m in chosen] == [m.name for m in modes.MODES if m.name != "mtp"]
+    assert notes == ["skipped mtp: needs a target with MTP heads"]
+    chosen, _ = modes.choose_modes(None, ("auto", "mtp", "lookup", "none"))
+    assert [m.name for m in chosen] == ["plain", "lookup", "mtp", "auto"]
 
 
 def test_named_modes_are_checked():
@@ -255,3 +258,25 @@ def test_bench_smoke_on_smollm2(smollm2_path, tmp_path, capsys):
     assert (again / "speedup.png").exists()
     assert (again / "benchmarks.md").read_text() == md
     assert not data["meta"]["interrupted"]
+
+
+def test_bench_runs_mtp_on_a_target_with_heads(tiny_mtp_path, tmp_path, capsys):
+    out = tmp_path / "bench"
+    rc = main(
+        [
+            "bench",
+            "--target", str(tiny_mtp_path),
+            "--modes", "plain,mtp,auto",
+            "--categories", "writing",
+            "--per-category", "1",
+            "--max-tokens", "24",
+            "--out", str(out),
+        ]
+    )  # fmt: skip
+    assert rc == 0, capsys.readouterr().err
+    runs = json.loads((out / "results.json").read_text())["runs"]
+    mtp = next(r for r in runs if r["mode"] == "mtp")
+    assert mtp["stats"]["drafted"] > 0 and mtp["matches_plain"]
+    # The head's decodes count as decode time, not as Python overhead.
+    assert 0 < mtp["decode_s"] < mtp["stats"]["gen_s"] and mtp["overhead_s"] < mtp["decode_s"]
+    assert "| mtp |" in (out / "benchmarks.md").read_text()

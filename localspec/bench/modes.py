@@ -7,6 +7,8 @@ top token is below 0.75. `draft+lookup` is the same with the n-gram lookup
 tried first, so the two rows differ only by the lookup. `lookup` alone
 drafts up to 6: its proposals cost nothing to make, but each row costs
 verify time and a miss usually loses the whole run of copied tokens.
+`mtp` (targets that ship NextN heads) drafts 3 with the heads: their
+acceptance falls with depth, and each position costs a head decode.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from localspec.registry import DEFAULT_DRAFT_MAX, DEFAULT_P_MIN
 @dataclass(frozen=True)
 class Mode:
     name: str
-    method: str  # an Engine method: "none", "draft", "lookup", "draft+lookup", "auto"
+    method: str  # an Engine method: "none", "draft", "lookup", "draft+lookup", "mtp", "auto"
     draft_max: int
     p_min: float
 
@@ -40,6 +42,7 @@ MODES: tuple[Mode, ...] = (
     Mode("draft-pmin", "draft", 8, 0.75),
     Mode("lookup", "lookup", 6, 0.0),
     Mode("draft+lookup", "draft+lookup", 8, 0.75),
+    Mode("mtp", "mtp", 3, 0.0),
     # What `--method auto` does with the defaults; draft_max is not used by it.
     Mode("auto", "auto", DEFAULT_DRAFT_MAX, DEFAULT_P_MIN),
 )
@@ -71,6 +74,8 @@ def choose_modes(spec: str | None, methods: tuple[str, ...]) -> tuple[list[Mode]
 def _need(mode: Mode) -> str:
     if mode.method == "auto":
         return "the adaptive planner"
+    if mode.method == "mtp":
+        return "a target with MTP heads"
     return "a draft model (--draft NAME_OR_PATH, or a --pair that has one)"
 
 
