@@ -152,13 +152,13 @@ def test_json_only_writes_results_and_prints_the_summary(tmp_path, capsys):
 
 def test_default_modes_skip_what_the_engine_cannot_run():
     chosen, notes = modes.choose_modes(None, ("lookup", "none"))
-    assert [m.name for m in chosen] == ["plain", "lookup"]
+    assert [m.name for m in chosen] == ["plain", "lookup", "plain-rerun"]
     assert any("draft-k1" in n for n in notes) and any("auto" in n for n in notes)
     chosen, notes = modes.choose_modes(None, ("auto", "draft", "lookup", "draft+lookup", "none"))
     assert [m.name for m in chosen] == [m.name for m in modes.MODES if m.name != "mtp"]
     assert notes == ["skipped mtp: needs a target with MTP heads"]
     chosen, _ = modes.choose_modes(None, ("auto", "mtp", "lookup", "none"))
-    assert [m.name for m in chosen] == ["plain", "lookup", "mtp", "auto"]
+    assert [m.name for m in chosen] == ["plain", "lookup", "mtp", "auto", "plain-rerun"]
 
 
 def test_named_modes_are_checked():

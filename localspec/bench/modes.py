@@ -9,6 +9,8 @@ drafts up to 6: its proposals cost nothing to make, but each row costs
 verify time and a miss usually loses the whole run of copied tokens.
 `mtp` (targets that ship NextN heads) drafts 3 with the heads: their
 acceptance falls with depth, and each position costs a head decode.
+`plain-rerun` is plain decoding again, at another point of the rotation:
+its "speedup" is pure run-to-run noise, the yardstick for every other ratio.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ class Mode:
     p_min: float
 
     def describe(self) -> str:
+        if self.name == "plain-rerun":
+            return "plain decoding again, later in the rotation: the noise yardstick"
         if self.method == "none":
             return "plain decoding (one target token per step)"
         if self.method == "auto":
@@ -45,6 +49,7 @@ MODES: tuple[Mode, ...] = (
     Mode("mtp", "mtp", 3, 0.0),
     # What `--method auto` does with the defaults; draft_max is not used by it.
     Mode("auto", "auto", DEFAULT_DRAFT_MAX, DEFAULT_P_MIN),
+    Mode("plain-rerun", "none", 0, 0.0),
 )
 BY_NAME = {m.name: m for m in MODES}
 

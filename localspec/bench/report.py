@@ -69,6 +69,9 @@ from floating-point ties between a batched and a one-row forward pass).
 **overhead** is generation time spent outside `llama_decode` (sampling,
 verification, drafter bookkeeping, Python), per verify step and as a share
 of generation time; draft-model decodes count as decode time, not overhead.
+**plain-rerun** is plain decoding run a second time on each prompt: its
+speedup differs from 1.00x only by the machine's run-to-run noise, which
+bounds how far any other ratio can be trusted.
 """
 
 
