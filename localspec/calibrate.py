@@ -16,6 +16,7 @@ from localspec.backend import Context
 from localspec.verify import SamplingParams
 
 ROWS = (1, 2, 3, 5, 9)
+KEEP = 64  # calibrations kept: a model file that changes (re-download, a test fixture) gets a new key
 PREFIX = 64  # positions already in the cache, like a short prompt
 REPEATS = 2
 
@@ -54,6 +55,8 @@ def _load() -> dict:
 
 
 def _save(saved: dict) -> None:
+    # The newest entries are last (see _touch); the oldest go first.
+    saved = dict(list(saved.items())[-KEEP:])
     cache = _cache_file()
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
@@ -62,6 +65,12 @@ def _save(saved: dict) -> None:
         os.replace(tmp, cache)
     except OSError:
         pass  # a read-only cache only costs a re-measurement next time
+
+
+def _touch(saved: dict, key: str) -> dict:
+    """Move an entry to the end, as most recently used, and return it."""
+    saved[key] = saved.pop(key)
+    return saved[key]
 
 
 def keys_for(
@@ -101,7 +110,7 @@ def measure(target: Context, draft: Context | None, keys: dict[str, str], mtp=No
     result: dict = {"draft_token_s": {}}
     tokens = target.model.tokenize("def f(x):\n    return x * 2\n" * 20, add_special=False, parse_special=False) * 2
     if keys["target"] in saved:
-        result["verify_s"] = {int(n): s for n, s in saved[keys["target"]].items()}
+        result["verify_s"] = {int(n): s for n, s in _touch(saved, keys["target"]).items()}
     else:
         result["verify_s"] = {n: _time_decodes(target, n, tokens) for n in ROWS}
         saved[keys["target"]] = result["verify_s"]
@@ -111,7 +120,7 @@ def measure(target: Context, draft: Context | None, keys: dict[str, str], mtp=No
             continue
         if keys[name] not in saved:
             saved[keys[name]] = {"1": timer()}
-        result["draft_token_s"][name] = saved[keys[name]]["1"]
+        result["draft_token_s"][name] = _touch(saved, keys[name])["1"]
     _save(saved)
     return result
 
@@ -122,11 +131,11 @@ def remember(keys: dict[str, str], verify_s: dict[int, float], draft_token_s: di
     saved = _load()
     # Keep the lower of the stored and the new figure: other load on the machine
     # only ever makes a step slower, so the minimum is the least disturbed.
-    old = saved.get(keys["target"], {})
+    old = saved.pop(keys["target"], {})
     saved[keys["target"]] = {
         str(n): min(s, old.get(str(n), s)) for n, s in sorted({**{int(k): v for k, v in old.items()}, **verify_s}.items())
     }
     for name, s in draft_token_s.items():
         if name in keys:
-            saved[keys[name]] = {"1": min(s, saved.get(keys[name], {}).get("1", s))}
+            saved[keys[name]] = {"1": min(s, saved.pop(keys[name], {}).get("1", s))}
     _save(saved)

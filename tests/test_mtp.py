@@ -161,6 +161,28 @@ def test_state_stays_consistent_over_many_rollbacks(tiny_mtp_path):
         model.close()
 
 
+def test_hidden_states_kept_are_the_targets(tiny_mtp_path):
+    """The ring of target hidden states after a decode longer than the ring, a
+    rollback and a re-decode: every position it claims to know holds the state
+    a fresh evaluation gives, and the positions it let go read as unknown."""
+    from localspec.drafters.mtp import HIDDEN_HISTORY
+
+    model = Model(tiny_mtp_path, load_mtp=True)
+    ctx = Context(model, n_ctx=2048, kv_f32=True, flash_attn=False, rollback=8)
+    drafter = MtpDrafter(ctx)
+    tokens = model.tokenize(PROMPTS[1] * 40, add_special=True, parse_special=False)[:301]
+    ctx.decode(tokens[:300], logits="none")
+    ctx.truncate(295)
+    ctx.prefill(tokens[:300])
+    ref_model, ref_ctx, ref = fresh(tiny_mtp_path, tokens)
+    known = [p for p in range(-1, 301) if drafter._h(p).any()]
+    assert known == list(range(300 - HIDDEN_HISTORY, 300))
+    for p in known:
+        assert np.abs(drafter._h(p) - ref._h(p)).max() < F32_TOLERANCE
+    for d in (ref, ref_ctx, ref_model, drafter, ctx, model):
+        d.close()
+
+
 def test_consistency_check_can_fail(tiny_mtp_path):
     """The comparison above must see a wrong head cache: feed one position with
     a wrong hidden state and the head's logits move well past the tolerance."""

@@ -81,8 +81,9 @@ class MtpDrafter:
         self._embd = np.ctypeslib.as_array(self._batch.embd, shape=(self.n_batch, self.n_embd))
         llama_cpp_ext.llama_set_embeddings_nextn(ctx, True, True)  # the head's own state, for chaining
         llama_cpp_ext.llama_set_embeddings_nextn(target.ptr, True, False)  # the target's, every row
+        # A ring of the target's hidden states for positions [_known_from, _known_to).
         self._hidden = np.zeros((HIDDEN_HISTORY, self.n_embd), dtype=np.float32)
-        self._hidden_from = 0  # positions below this have left the ring
+        self._known_from = self._known_to = 0
         self.n_cached = 0  # positions of the target cache mirrored in ours
         self.p_min = 0.0
         self.cum_p_min = 0.0
@@ -97,7 +98,7 @@ class MtpDrafter:
         """The target's hidden state at `pos`; zeros where it is unknown (before
         the first token, or no longer kept). A wrong state only costs acceptance:
         every draft is verified."""
-        if pos < self._hidden_from or pos < 0:
+        if not self._known_from <= pos < self._known_to:
             return np.zeros(self.n_embd, dtype=np.float32)
         return self._hidden[pos % HIDDEN_HISTORY]
 
@@ -109,10 +110,13 @@ class MtpDrafter:
         previous = [self._h(pos0 - 1).copy()] + [rows[i] for i in range(len(tokens) - 1)]
         self._decode(tokens, previous, pos0, logits_last=False, heads=range(self.n_heads))
         self.n_cached = pos0 + len(tokens)
+        if pos0 != self._known_to:  # a gap: what the ring held does not join up
+            self._known_from = pos0
         for i, row in enumerate(rows[-HIDDEN_HISTORY:]):
-            pos = pos0 + len(tokens) - min(len(tokens), HIDDEN_HISTORY) + i
+            pos = self.n_cached - min(len(tokens), HIDDEN_HISTORY) + i
             self._hidden[pos % HIDDEN_HISTORY] = row
-        self._hidden_from = max(self._hidden_from, self.n_cached - HIDDEN_HISTORY)
+        self._known_to = self.n_cached
+        self._known_from = max(self._known_from, self._known_to - HIDDEN_HISTORY)
 
     def after_truncate(self, n: int) -> None:
         self._cut(n)
@@ -120,8 +124,8 @@ class MtpDrafter:
     def _cut(self, n: int) -> None:
         llama_cpp.llama_memory_seq_rm(self.memory, 0, n, -1)
         self.n_cached = min(self.n_cached, n)
-        if n == 0:
-            self._hidden_from = 0
+        self._known_to = min(self._known_to, n)
+        self._known_from = min(self._known_from, self._known_to)
 
     def _decode(self, tokens: Sequence[int], hidden: Sequence[np.ndarray], pos0: int, *, logits_last: bool, heads) -> None:
         """Run rows (token, hidden state) at pos0.. through the head(s)."""
