@@ -117,7 +117,14 @@ def _header(meta: dict) -> list[str]:
         f"up to {s['per_category']} prompt{'s' if s['per_category'] != 1 else ''} per category, first turn only, "
         "sent through the chat template.",
         "Modes run interleaved: all modes back to back on each prompt, the order rotated by one from prompt to "
-        "prompt, so drift of the machine spreads over every mode.",
+        "prompt, so drift of the machine spreads over every mode."
+        + (
+            f" Each prompt's rotation ran {s['repeats']} times (starting one mode further on each time); per "
+            "prompt and mode the fastest run counts, since the text is the same every time and only the machine "
+            "makes one run slower than another."
+            if s.get("repeats", 1) > 1
+            else ""
+        ),
         "Every run starts from the same state: the prompt is in the target's and the draft model's KV caches "
         "before the timed generation (the engine keeps the common prefix between calls), so prompt processing "
         "is outside every timing. The adaptive planner (`auto`) keeps its running estimates across runs, as it "

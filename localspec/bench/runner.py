@@ -114,13 +114,16 @@ def iter_benchmark(
     *,
     max_tokens: int,
     warmup: int = 1,
+    repeats: int = 1,
     progress: Progress | None = None,
 ) -> Iterator[list[dict]]:
-    """Yield the records of one prompt's runs (one per mode) at a time.
+    """Yield the records of one prompt's runs (one per mode and repeat) at a time.
 
     The warm-up runs every mode `warmup` times on the first prompt and keeps
     nothing: the first decodes of a context, and the planner's first
-    estimates, are not what a running chat sees.
+    estimates, are not what a running chat sees. With `repeats` > 1 the
+    rotation over the modes is run that many times per prompt, each time
+    starting one mode further on.
     """
     options = GenerateOptions(max_tokens=max_tokens)
     if prompts and warmup:
@@ -131,12 +134,15 @@ def iter_benchmark(
     for i, prompt in enumerate(prompts):
         prime(engine, prompt, max_tokens)
         records = []
-        for order, mode in enumerate(rotated(modes, i)):
-            rec = run_once(engine, prompt, mode, options)
-            rec["order"] = order
-            records.append(rec)
-            if progress:
-                progress(i, len(prompts), prompt, mode, rec)
-        mark_lossless(records)
+        for rep in range(repeats):
+            group = []
+            for order, mode in enumerate(rotated(modes, i * repeats + rep)):
+                rec = run_once(engine, prompt, mode, options)
+                rec["order"], rec["repeat"] = order, rep
+                group.append(rec)
+                if progress:
+                    progress(i, len(prompts), prompt, mode, rec)
+            mark_lossless(group)
+            records += group
         yield records
 

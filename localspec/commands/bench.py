@@ -34,6 +34,9 @@ def register(sub) -> None:
     p.add_argument("--per-category", type=positive_int, default=3, help="prompts per category (default 3, max 10)")
     p.add_argument("--max-tokens", type=positive_int, default=128, help="new tokens per run (default 128)")
     p.add_argument("--warmup", type=non_negative_int, default=1, help="warm-up passes over all modes (default 1)")
+    p.add_argument(
+        "--repeats", type=positive_int, default=1, help="runs of every mode per prompt; the fastest counts (default 1)"
+    )
     p.add_argument("--out", type=Path, help="output folder (default: ./localspec-bench-DATE-TIME)")
     p.add_argument("--json-only", action="store_true", help="write results.json only; print the summary as JSON")
     p.add_argument(
@@ -100,6 +103,7 @@ def _meta(engine, args, categories, n_prompts: int, modes, notes, load_start: fl
         "settings": {
             "max_tokens": args.max_tokens,
             "warmup": args.warmup,
+            "repeats": args.repeats,
             "per_category": args.per_category,
             "prompts": n_prompts,
             "categories": list(categories),
@@ -132,11 +136,18 @@ def _run(engine, prompts, modes, args, meta, results_path: Path) -> tuple[list[d
     load = meta["load_average_start"]
     if load is not None and load > BUSY_LOAD:
         print(f"warning: load average is {load}; other processes will distort the timings", file=sys.stderr)
-    print(f"{len(prompts)} prompts x {len(modes)} modes, {args.max_tokens} tokens each", file=sys.stderr)
+    times = f" x {args.repeats} repeats" if args.repeats > 1 else ""
+    print(f"{len(prompts)} prompts x {len(modes)} modes{times}, {args.max_tokens} tokens each", file=sys.stderr)
     records: list[dict] = []
     try:
         for prompt_records in iter_benchmark(
-            engine, prompts, modes, max_tokens=args.max_tokens, warmup=args.warmup, progress=progress
+            engine,
+            prompts,
+            modes,
+            max_tokens=args.max_tokens,
+            warmup=args.warmup,
+            repeats=args.repeats,
+            progress=progress,
         ):
             records += prompt_records
             _write_json(results_path, meta, records)  # a checkpoint: a long run survives a crash
