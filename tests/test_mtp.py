@@ -76,6 +76,15 @@ def test_mtp_acceptance_by_position_is_reported(engine):
     assert by_position[0] > 0.5  # the fixture's head is mostly right one token ahead
 
 
+def test_head_decodes_count_as_decode_time_not_overhead(engine):
+    from localspec.bench.runner import decode_seconds
+
+    before = engine.mtp.decode_s
+    run(engine, "mtp", PROMPTS[0], draft_max=3, max_tokens=16)
+    assert engine.mtp.decode_s > before
+    assert decode_seconds(engine) == engine.target_ctx.decode_s + engine.mtp.decode_s
+
+
 def test_mtp_sampling_runs_and_verifies(engine):
     spec, events = run(engine, "mtp", PROMPTS[1], draft_max=4, temp=0.8, seed=3)
     again, _ = run(engine, "mtp", PROMPTS[1], draft_max=4, temp=0.8, seed=3)
