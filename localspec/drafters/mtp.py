@@ -107,14 +107,13 @@ class MtpDrafter:
         rows = np.ctypeslib.as_array(hidden, shape=(len(tokens), self.n_embd))
         if pos0 != self.n_cached:
             self._cut(pos0)
-        previous = [self._h(pos0 - 1).copy()] + [rows[i] for i in range(len(tokens) - 1)]
+        previous = np.concatenate([self._h(pos0 - 1)[None], rows[:-1]])
         self._decode(tokens, previous, pos0, logits_last=False, heads=range(self.n_heads))
         self.n_cached = pos0 + len(tokens)
         if pos0 != self._known_to:  # a gap: what the ring held does not join up
             self._known_from = pos0
-        for i, row in enumerate(rows[-HIDDEN_HISTORY:]):
-            pos = self.n_cached - min(len(tokens), HIDDEN_HISTORY) + i
-            self._hidden[pos % HIDDEN_HISTORY] = row
+        kept = rows[-HIDDEN_HISTORY:]
+        self._hidden[np.arange(self.n_cached - len(kept), self.n_cached) % HIDDEN_HISTORY] = kept
         self._known_to = self.n_cached
         self._known_from = max(self._known_from, self._known_to - HIDDEN_HISTORY)
 
@@ -127,8 +126,8 @@ class MtpDrafter:
         self._known_to = min(self._known_to, n)
         self._known_from = min(self._known_from, self._known_to)
 
-    def _decode(self, tokens: Sequence[int], hidden: Sequence[np.ndarray], pos0: int, *, logits_last: bool, heads) -> None:
-        """Run rows (token, hidden state) at pos0.. through the head(s)."""
+    def _decode(self, tokens: Sequence[int], hidden: np.ndarray, pos0: int, *, logits_last: bool, heads) -> None:
+        """Run rows (token, hidden state) at pos0.. through the head(s); `hidden` is (len(tokens), n_embd)."""
         for start in range(0, len(tokens), self.n_batch):
             chunk = tokens[start : start + self.n_batch]
             b = self._batch
@@ -138,7 +137,7 @@ class MtpDrafter:
                 b.n_seq_id[i] = 1
                 b.seq_id[i][0] = 0
                 b.logits[i] = 0
-                self._embd[i] = hidden[start + i]
+            self._embd[: len(chunk)] = hidden[start : start + len(chunk)]
             if logits_last:
                 b.logits[len(chunk) - 1] = 1
             b.n_tokens = len(chunk)
@@ -178,9 +177,11 @@ class MtpDrafter:
                 if self.n_heads > 1:
                     # Head i reads the whole chain so far through its own layer.
                     head = len(tokens)
-                    self._decode(chain_tokens, chain_hidden, n_past, logits_last=True, heads=[head])
+                    self._decode(chain_tokens, np.stack(chain_hidden), n_past, logits_last=True, heads=[head])
                 else:
-                    self._decode(chain_tokens[-1:], chain_hidden[-1:], n_past + len(tokens), logits_last=True, heads=[0])
+                    self._decode(
+                        chain_tokens[-1:], chain_hidden[-1][None], n_past + len(tokens), logits_last=True, heads=[0]
+                    )
                 n_decodes += 1
                 logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self.ptr, -1), shape=(self.n_vocab,))
                 p_top = top_probability(logits)
