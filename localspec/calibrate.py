@@ -13,9 +13,14 @@ import time
 from pathlib import Path
 
 from localspec.backend import Context
+from localspec.controller import K_MAX
 from localspec.verify import SamplingParams
 
-ROWS = (1, 2, 3, 5, 9)
+# Every verify size the planner may choose: the curve is not a line (llama.cpp's
+# CPU kernels batch rows in fours, so 4 rows can cost less than 3), and a size
+# only interpolated is a size priced wrong until it happens to be tried.
+ROWS = tuple(range(1, K_MAX + 2))
+DRAFT_BATCH_ROWS = (1, 4, 8)  # catch-up batches of the draft model: a line through these
 KEEP = 64  # calibrations kept: a model file that changes (re-download, a test fixture) gets a new key
 PREFIX = 64  # positions already in the cache, like a short prompt
 REPEATS = 2
@@ -33,18 +38,26 @@ def _key(ctx: Context, n_threads: int, n_gpu_layers: int) -> str:
     return f"{p.name}:{st.st_size}:{int(st.st_mtime)}:t{n_threads}:ngl{n_gpu_layers}"
 
 
-def _time_decodes(ctx: Context, rows: int, seed_tokens: list[int]) -> float:
-    """Median-free best of REPEATS: the least-disturbed measurement of `rows` rows."""
+def _time_rows(ctx: Context, rows: tuple[int, ...], seed_tokens: list[int]) -> dict[int, float]:
+    """Seconds to decode each row count after a short prefix, the best of
+    REPEATS: the least-disturbed measurement. The prefix is decoded once; the
+    repeats go round all sizes so a slow moment does not fall on one size."""
     ctx.truncate(0)
     ctx.decode(seed_tokens[:PREFIX], logits="none")
-    best = float("inf")
+    best = {n: float("inf") for n in rows}
     for _ in range(REPEATS):
-        t = time.perf_counter()
-        ctx.decode(seed_tokens[PREFIX : PREFIX + rows], logits="all")
-        best = min(best, time.perf_counter() - t)
-        ctx.truncate(PREFIX)
+        for n in rows:
+            t = time.perf_counter()
+            ctx.decode(seed_tokens[PREFIX : PREFIX + n], logits="all")
+            best[n] = min(best[n], time.perf_counter() - t)
+            ctx.truncate(PREFIX)
     ctx.truncate(0)
     return best
+
+
+def _covers(entry: dict | None, rows: tuple[int, ...]) -> bool:
+    """Whether a cached entry has every size asked for (older versions measured fewer)."""
+    return entry is not None and all(str(n) in entry for n in rows)
 
 
 def _load() -> dict:
@@ -102,25 +115,30 @@ def _time_mtp_token(mtp, target: Context, tokens: list[int]) -> float:
 
 def measure(target: Context, draft: Context | None, keys: dict[str, str], mtp=None) -> dict:
     """Verify seconds by row count for the target; seconds per token for the
-    draft model and the MTP head (`draft_token_s`, by drafter name).
+    draft model and the MTP head (`draft_token_s`, by drafter name); seconds
+    for a catch-up batch of n tokens of the draft model (`draft_batch_s`).
 
     Served from the cache when these models ran here with these settings before.
     """
     saved = _load()
     result: dict = {"draft_token_s": {}}
     tokens = target.model.tokenize("def f(x):\n    return x * 2\n" * 20, add_special=False, parse_special=False) * 2
-    if keys["target"] in saved:
-        result["verify_s"] = {int(n): s for n, s in _touch(saved, keys["target"]).items()}
-    else:
-        result["verify_s"] = {n: _time_decodes(target, n, tokens) for n in ROWS}
-        saved[keys["target"]] = result["verify_s"]
-    timers = {"draft": lambda: _time_decodes(draft, 1, tokens), "mtp": lambda: _time_mtp_token(mtp, target, tokens)}
+    if not _covers(saved.get(keys["target"]), ROWS):
+        saved[keys["target"]] = {str(n): s for n, s in _time_rows(target, ROWS, tokens).items()}
+    result["verify_s"] = {int(n): s for n, s in _touch(saved, keys["target"]).items()}
+    timers = {
+        "draft": lambda: {str(n): s for n, s in _time_rows(draft, DRAFT_BATCH_ROWS, tokens).items()},
+        "mtp": lambda: {"1": _time_mtp_token(mtp, target, tokens)},
+    }
     for name, timer in timers.items():
         if name not in keys:
             continue
-        if keys[name] not in saved:
-            saved[keys[name]] = {"1": timer()}
-        result["draft_token_s"][name] = _touch(saved, keys[name])["1"]
+        if not _covers(saved.get(keys[name]), DRAFT_BATCH_ROWS if name == "draft" else (1,)):
+            saved[keys[name]] = timer()
+        entry = _touch(saved, keys[name])
+        result["draft_token_s"][name] = entry["1"]
+        if name == "draft":
+            result["draft_batch_s"] = {int(n): s for n, s in entry.items()}
     _save(saved)
     return result
 
@@ -137,5 +155,6 @@ def remember(keys: dict[str, str], verify_s: dict[int, float], draft_token_s: di
     }
     for name, s in draft_token_s.items():
         if name in keys:
-            saved[keys[name]] = {"1": min(s, saved.pop(keys[name], {}).get("1", s))}
+            entry = saved.pop(keys[name], {})
+            saved[keys[name]] = {**entry, "1": min(s, entry.get("1", s))}
     _save(saved)

@@ -100,8 +100,8 @@ class Engine:
     @property
     def plain_tokens_per_s(self) -> float | None:
         """Plain decoding rate of the target here: measured one-row verify steps."""
-        one_row = self.planner.costs.verify_s.get(1)
-        return 1.0 / one_row.value if one_row else None
+        costs = self.planner.costs
+        return 1.0 / costs.verify(1) if 1 in costs.verify_s else None
 
     def drafter_for(self, method: str) -> Drafter:
         return self._drafters[method]
@@ -197,7 +197,7 @@ def open_engine(
             mtp=mtp is not None,
         )
         m = calibrate.measure(tctx, dctx, keys, mtp)
-        costs.seed(m["verify_s"], m["draft_token_s"])
+        costs.seed(m["verify_s"], m["draft_token_s"], m.get("draft_batch_s"))
         report("calibrate", 1.0)
     return Engine(
         tmodel,

@@ -24,3 +24,29 @@ def test_cache_keeps_the_least_disturbed_figure_and_the_newest_entries(tmp_path,
     saved = json.loads((tmp_path / "models" / "calibration.json").read_text())
     assert len(saved) == calibrate.KEEP
     assert "verify:a" in saved and "verify:f0" not in saved and f"verify:f{calibrate.KEEP + 9}" in saved
+
+
+def test_calibration_prices_every_size_the_planner_can_choose(tmp_path, monkeypatch, smollm2_path):
+    """On a real model: every verify size 1..K_MAX+1 is measured (none
+    interpolated), the draft model's catch-up batches too, and an entry of an
+    older version that measured fewer sizes is measured again."""
+    from localspec.backend import Context, Model
+    from localspec.controller import K_MAX
+
+    monkeypatch.setenv("LOCALSPEC_CACHE_DIR", str(tmp_path))
+    model = Model(smollm2_path)
+    target, draft = Context(model, n_ctx=256), Context(model, n_ctx=256)
+    keys = calibrate.keys_for(target, draft, 2, (0, 0))
+    stale = {keys["target"]: {"1": 0.5, "2": 0.6, "3": 0.7, "5": 0.8, "9": 0.9}, keys["draft"]: {"1": 0.5}}
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "calibration.json").write_text(json.dumps(stale))
+
+    m = calibrate.measure(target, draft, keys)
+    assert sorted(m["verify_s"]) == list(range(1, K_MAX + 2))
+    assert all(0 < s < 0.5 for s in m["verify_s"].values()), "the stale entry was served"
+    assert sorted(m["draft_batch_s"]) == list(calibrate.DRAFT_BATCH_ROWS)
+    assert m["draft_token_s"]["draft"] == m["draft_batch_s"][1]
+    assert target.tokens == [] and draft.tokens == []  # calibration leaves the caches empty
+
+    again = calibrate.measure(target, draft, keys)  # now served from the cache
+    assert again["verify_s"] == m["verify_s"] and again["draft_batch_s"] == m["draft_batch_s"]
