@@ -10,6 +10,7 @@ import pytest
 
 from localspec.bench import aggregate, modes, prompts, report, runner
 from localspec.cli import main
+from localspec.controller import K_MAX
 from localspec.errors import LocalspecError
 
 
@@ -265,6 +266,12 @@ def test_bench_smoke_on_smollm2(smollm2_path, tmp_path, capsys):
     assert "| mode | tok/s | speedup |" in md and "| draft-k3 |" in md
     assert "![speedup by category and mode](speedup.png)" in md
     assert (out / "speedup.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # The costs behind the planner's choices are part of the record: calibrated
+    # at load for every size it may verify, and as learned by the end.
+    costs = data["meta"]["costs"]
+    assert sorted(int(n) for n in costs["calibrated"]["verify_s"]) == list(range(1, K_MAX + 2))
+    assert all(s > 0 for s in costs["end_of_run"]["verify_s"].values())
+    assert "## Costs measured in this run" in md and "Draft model:" in md
 
     # The report can be written again from the JSON alone, without a model.
     again = tmp_path / "again"

@@ -138,11 +138,58 @@ def _header(meta: dict) -> list[str]:
     return out
 
 
+def costs(meta: dict) -> list[str]:
+    """The planner's cost estimates, and what they allow at best: the ceiling
+    any drafter can reach here, whatever it proposes."""
+    c = meta.get("costs")
+    if not c or "calibrated" not in c:
+        return []
+    cal, end = c["calibrated"], c.get("end_of_run")
+    rows = sorted(int(n) for n in cal["verify_s"])
+
+    def t(snap: dict, n: int) -> float:
+        return snap["verify_s"].get(n, snap["verify_s"].get(str(n)))
+
+    head = "| rows verified in one decode (k+1) | " + " | ".join(str(n) for n in rows) + " |"
+    out = [
+        "## Costs measured in this run",
+        "",
+        "Seconds per verify step by rows, as the planner priced them: calibrated at load on a 64-token "
+        "context, and learned from every step by the end of the run (the run's own contexts and load). "
+        "The ceiling is the speedup of a free drafter whose every token is accepted.",
+        "",
+        head,
+        "|---|" + "---|" * len(rows),
+    ]
+    snaps = [("calibrated at load", cal)] + ([("learned by the end of the run", end)] if end else [])
+    for label, snap in snaps:
+        out.append(f"| seconds, {label} | " + " | ".join(f"{t(snap, n):.3f}" for n in rows) + " |")
+    for label, snap in snaps:
+        ceiling = [n * t(snap, 1) / t(snap, n) for n in rows]
+        out.append(f"| ceiling (k+1)·t(1)/t(k+1), {label} | " + " | ".join(f"{x:.2f}" for x in ceiling) + " |")
+    draft = (end or cal).get("draft_token_s", {}).get("draft")
+    if draft:
+        snap = end or cal
+        line = snap.get("draft_catch_up")
+        catch_up = (line[0] + line[1]) if line else draft  # one token behind, the usual case
+        best = max(
+            (n / (catch_up + (n - 2) * draft + t(snap, n)), n) for n in rows if n > 1
+        )
+        out += [
+            "",
+            f"Draft model: {draft:.3f} s per token ({draft / t(snap, 1):.2f} of a one-row target step). "
+            f"With every draft accepted it would reach at best {best[0]:.1f} tok/s (k = {best[1] - 1}), "
+            f"against {1 / t(snap, 1):.1f} tok/s for plain decoding.",
+        ]
+    return out + [""]
+
+
 def markdown(meta: dict, records: list[dict], plot_name: str | None) -> str:
     lines = _header(meta) + ["", COLUMNS]
     if plot_name:
         lines += [f"![speedup by category and mode]({plot_name})", ""]
     lines.append(tables(records))
+    lines += ["", *costs(meta)]
     return "\n".join(lines)
 
 

@@ -74,7 +74,10 @@ def handle(args: argparse.Namespace) -> int:
     try:
         modes, notes = choose_modes(args.modes, engine.methods)
         meta = _meta(engine, args, categories, len(prompts), modes, notes, load_start)
+        meta["costs"] = {"calibrated": engine.planner.costs.snapshot()}
         records, interrupted = _run(engine, prompts, modes, args, meta, out_dir / RESULTS)
+        # What every step of the run taught the planner: the costs at this run's contexts.
+        meta["costs"]["end_of_run"] = engine.planner.costs.snapshot()
     finally:
         engine.close()
     if not records:
