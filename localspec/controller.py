@@ -7,7 +7,9 @@ drafts k tokens yields on average
 
     E[tokens](k) = 1 + Σ_{i=1..k} Π_{j=1..i} α_j        (the target's own token is the 1)
 
-and costs  draft(k) + verify(k + 1)  seconds. The planner picks the drafter
+(for lookup, whose proposals are scored every step, the products are
+estimated directly: S_i, the chance a proposal agrees on its first i tokens)
+and costs  draft(k) + verify(k + 1)  seconds (localspec/costs.py). The planner picks the drafter
 and k (0 = plain decoding, E = 1, cost = verify(1)) with the highest
 E / cost, from costs and acceptance measured on this machine during this
 reply. Because k = 0 is always a candidate and its cost is measured, the
@@ -17,178 +19,23 @@ the estimates follow what the last steps actually did.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Sequence
 
+from localspec.costs import CostModel, RunningMean
 from localspec.drafters import Drafter
 from localspec.events import StepEvent
 
 LOOKUP_BUCKETS = 6  # match lengths 2..5 apart, 6 and longer together
 K_MAX = 8  # a verify batch of 9 rows: beyond that acceptance of a long tail is negligible
-DECAY = 0.85  # weight of the past in each running estimate: adapts within a reply
-CURVE_DECAY = 0.98  # the verify curve's shape changes slowly (see CostModel)
+# Lookup is scored every step it matches, used or not (LookupScores), so its
+# estimates can forget fast: a text that stops copying costs a few rejected
+# drafts before they stop, not eight or nine.
+LOOKUP_DECAY = 0.7
 PROBE_EVERY = 48  # steps a sidelined draft model waits before it is tried again: a probe
 # pays for catching the draft cache up on every token since, so it must be rare
 PROBE_MAX = 1024  # the longest wait after repeated failed probes
 PROBE_BUDGET_STEPS = 4  # a probe may cost at most this many plain steps
-
-
-class RunningMean:
-    """Exponentially weighted mean with a prior that fades as data arrives."""
-
-    def __init__(self, prior: float, prior_weight: float = 1.0, decay: float = DECAY):
-        self.total = prior * prior_weight
-        self.weight = prior_weight
-        self.decay = decay
-
-    def add(self, value: float, weight: float = 1.0) -> None:
-        self.total = self.total * self.decay + value * weight
-        self.weight = self.weight * self.decay + weight
-
-    @property
-    def value(self) -> float:
-        return self.total / self.weight
-
-
-class LinearFit:
-    """seconds ≈ a + b·n by exponentially weighted least squares."""
-
-    def __init__(self, a: float, b: float):
-        # A prior of two pseudo-points on the line a + b·n, at n = 1 and n = 8.
-        self.sums = [0.0] * 5  # Σw, Σn, Σs, Σn², Σn·s
-        for n in (1, 8):
-            self.add(n, a + b * n, decay=1.0)
-
-    @classmethod
-    def through(cls, points: dict[int, float]) -> "LinearFit":
-        """The least-squares line through measured (n, seconds) points, as the prior."""
-        fit = cls(0.0, 0.0)
-        fit.sums = [0.0] * 5
-        for n, s in points.items():
-            fit.add(n, s, decay=1.0)
-        a, b = fit.a_b()
-        return cls(a, b) if len(points) > 1 else cls(points[min(points)], 0.0)
-
-    def add(self, n: float, s: float, decay: float = DECAY) -> None:
-        w, sn, ss, snn, sns = (x * decay for x in self.sums)
-        self.sums = [w + 1, sn + n, ss + s, snn + n * n, sns + n * s]
-
-    def a_b(self) -> tuple[float, float]:
-        w, sn, ss, snn, sns = self.sums
-        det = w * snn - sn * sn
-        b = (w * sns - sn * ss) / det if det > 1e-12 else 0.0
-        return (ss - b * sn) / w, b
-
-    def __call__(self, n: float) -> float:
-        a, b = self.a_b()
-        return max(a + b * n, 0.0)
-
-
-@dataclass
-class CostModel:
-    """Seconds per verify of n rows and per draft-model decode, as measured.
-
-    A verify costs `level · curve(n)`. The curve (`verify_s`, seconds by row
-    count on a short context and a quiet machine) is the shape of the
-    machine's batched matmuls, and it is not a straight line: on a 2-core
-    AVX2 CPU llama.cpp's repacked kernels run four rows for what three cost,
-    and eight for far more than seven. It is calibrated at load for every row
-    count the planner may choose and drifts only slowly. The level is how
-    much slower every step is right now than the curve says: a longer context
-    (attention over more cached tokens), another program on the cores, a GPU
-    clocking down. Every step moves it, whatever its row count, so a draft
-    length the planner stopped choosing is priced at today's speed, not at
-    the worst moment it was last tried. (With one running mean per row count
-    instead, a slow spell while drafting would price drafts out for good:
-    they would never run again to be measured.)
-
-    The draft model's cost has two parts: catching its cache up with the
-    context (a batch of the tokens it has not seen: after plain steps there can
-    be many) and one single-token decode per further drafted token.
-    """
-
-    verify_s: dict[int, RunningMean] = field(default_factory=dict)
-    draft_token_s: dict[str, RunningMean] = field(default_factory=dict)
-    catch_up: LinearFit | None = None
-    level: RunningMean = field(default_factory=lambda: RunningMean(1.0, prior_weight=1.0))
-
-    def seed(
-        self, verify_s: dict[int, float], draft_token_s: dict[str, float], draft_batch_s: dict[int, float] | None = None
-    ) -> None:
-        for n, s in verify_s.items():
-            # Weighted as a curve point that has seen many steps: one step moves it
-            # by 1 - CURVE_DECAY of the way, however new the session is.
-            self.verify_s[n] = RunningMean(s, prior_weight=1 / (1 - CURVE_DECAY), decay=CURVE_DECAY)
-        for name, s in draft_token_s.items():
-            self.draft_token_s[name] = RunningMean(s, prior_weight=2.0)
-        if draft_batch_s and len(draft_batch_s) > 1:
-            self.catch_up = LinearFit.through(draft_batch_s)
-        elif "draft" in draft_token_s:
-            # A batch of n tokens costs about one decode plus a fraction per extra token.
-            s = draft_token_s["draft"]
-            self.catch_up = LinearFit(s * 0.8, s * 0.2)
-
-    def verify(self, n_rows: int) -> float:
-        return self.level.value * self.curve(n_rows)
-
-    def curve(self, n_rows: int) -> float:
-        if n_rows in self.verify_s:
-            return self.verify_s[n_rows].value
-        known = sorted(self.verify_s)
-        if not known:
-            return 0.07 * (1 + 0.5 * (n_rows - 1))  # only until the first measured step
-        # Linear through the nearest measured sizes: verify cost grows ~linearly in rows.
-        lo = max((n for n in known if n < n_rows), default=None)
-        hi = min((n for n in known if n > n_rows), default=None)
-        if lo is None:
-            lo, hi = hi, (known[1] if len(known) > 1 else None)
-        if hi is None:
-            lo, hi = (known[-2], known[-1]) if len(known) > 1 else (known[-1], None)
-        if hi is None or hi == lo:
-            return self.verify_s[lo].value * n_rows / lo
-        a, b = self.verify_s[lo].value, self.verify_s[hi].value
-        return max(a + (b - a) * (n_rows - lo) / (hi - lo), 1e-4)
-
-    def draft(self, name: str, k: int, behind: int = 1) -> float:
-        if k == 0 or name == "lookup":
-            return 0.0
-        per = self.draft_token_s.get(name)
-        single = per.value if per else self.verify(1) * 0.5
-        if name != "draft":
-            return single * k  # MTP: its cache is fed along with the target's, never behind
-        first = self.catch_up(behind) if self.catch_up else single * behind
-        return first + single * (k - 1)
-
-    def record_verify(self, event: StepEvent) -> None:
-        n, s = event.drafted + 1, event.verify_s
-        if n not in self.verify_s:
-            # First sight of this size: its curve point is this step at the current level.
-            self.verify_s[n] = RunningMean(s / self.level.value, 1.0, decay=CURVE_DECAY)
-            return
-        # The level moves first and fast, the curve point slowly and only by what
-        # the level does not explain, so a common slowdown lands on the level.
-        self.level.add(s / self.verify_s[n].value)
-        self.verify_s[n].add(s / self.level.value)
-
-    def snapshot(self) -> dict:
-        """The current estimates as plain numbers (the benchmark records them)."""
-        return {
-            "verify_s": {n: self.verify(n) for n in range(1, K_MAX + 2)},
-            "level": self.level.value,
-            "draft_token_s": {name: m.value for name, m in self.draft_token_s.items()},
-            "draft_catch_up": list(self.catch_up.a_b()) if self.catch_up else None,
-        }
-
-    def record_draft_model(self, catch_up: tuple[int, float], singles: tuple[int, float]) -> None:
-        if self.catch_up is None:
-            self.catch_up = LinearFit(catch_up[1], 0.0)
-        self.catch_up.add(*catch_up)
-        self.record_draft_tokens("draft", singles)
-
-    def record_draft_tokens(self, name: str, decodes: tuple[int, float]) -> None:
-        n, s = decodes
-        if n:
-            self.draft_token_s.setdefault(name, RunningMean(s / n, 0.0)).add(s / n, weight=n)
 
 
 class Acceptance:
@@ -210,9 +57,43 @@ class Acceptance:
     def record(self, drafted: int, accepted: int) -> None:
         # Position i was reached iff i < drafted and all before it were accepted.
         for i in range(min(drafted, accepted + 1)):
-            if i >= len(self.rates):
-                self.rates.append(RunningMean(self.rates[-1].value, 1.0))
-            self.rates[i].add(1.0 if i < accepted else 0.0)
+            self.observe(i, i < accepted)
+
+    def observe(self, i: int, accepted: bool) -> None:
+        """Position i was reached (all before it accepted) and was, or was not, accepted."""
+        while i >= len(self.rates):
+            self.rates.append(RunningMean(self.rates[-1].value, 1.0))
+        self.rates[i].add(1.0 if accepted else 0.0)
+
+
+class Survival:
+    """For lookup: S_i, the chance a proposal agrees with the text on at least
+    its first i tokens, so E[tokens](k) = 1 + Σ_{i=1..k} S_i.
+
+    Lookup proposals are scored every step (LookupScores), and each one
+    updates every S_i exactly once, so a deep position is as fresh as the
+    first. (The per-position conditional rates of `Acceptance` learn a deep
+    position only when every earlier one was accepted: in a text of short
+    matches those stay at whatever a copying text taught them, and long
+    drafts keep being tried.)
+    """
+
+    def __init__(self, p: float, decay: float = LOOKUP_DECAY):
+        # Prior: each further token agrees with chance p.
+        self.s = [RunningMean(p ** (i + 1), prior_weight=2.0, decay=decay) for i in range(K_MAX)]
+
+    def expected_tokens(self, k: int) -> float:
+        return 1.0 + sum(self.s[i].value for i in range(min(k, K_MAX)))
+
+    def observe(self, i: int, agreed: bool) -> None:
+        """Position i (0-based) of a proposal was decided: agreement means it
+        agrees on at least i + 1 tokens; a disagreement ends it there."""
+        if agreed:
+            if i < K_MAX:
+                self.s[i].add(1.0)
+        else:
+            for j in range(i, K_MAX):
+                self.s[j].add(0.0)
 
 
 @dataclass
@@ -222,7 +103,55 @@ class Choice:
     rate: float  # expected tokens per second
 
 
-def best_k(name: str, acc: Acceptance, costs: CostModel, k_cap: int, behind: int = 1) -> Choice:
+class LookupScores:
+    """Lookup proposals scored against the text that followed, used or not.
+
+    A lookup draft costs nothing to make, so the planner makes one every step
+    and keeps it; once the next tokens are known, the length of its agreement
+    with them is what verification would have accepted. With greedy decoding
+    that is exact. When sampling, a point-mass draft token is accepted with the
+    target's probability of it, and the emitted token equals it with that same
+    probability, so the agreement has the acceptance's distribution. Every
+    match therefore teaches the planner, also while it decodes plainly: a text
+    that stops copying (or starts) shows within a step or two, and lookup
+    never needs a probe.
+    """
+
+    def __init__(self) -> None:
+        # (position of the proposal's first token, proposal, acceptance key, positions scored)
+        self._pending: list[tuple[int, list[int], str, int]] = []
+        self._context: Sequence[int] | None = None  # the growing token list the proposals were made on
+
+    def propose(self, context: Sequence[int], tokens: list[int], key: str) -> None:
+        if context is not self._context:
+            # A new reply (or other history): proposals made on the old one mean nothing here.
+            self._pending, self._context = [], context
+        self._pending.append((len(context), tokens, key, 0))
+
+    def resolve(self, context: Sequence[int]) -> list[tuple[str, int, bool]]:
+        """(acceptance key, draft position, accepted) for every position the text
+        has decided since the last call. A position counts once its token is
+        known, so agreement is learned a step after it happens, not only when
+        the whole proposal has come true."""
+        if context is not self._context:
+            self._pending, self._context = [], None
+            return []
+        out, still = [], []
+        for pos, tokens, key, scored in self._pending:
+            known = min(len(tokens), len(context) - pos)
+            i = scored
+            while i < known and context[pos + i] == tokens[i]:
+                out.append((key, i, True))
+                i += 1
+            if i < known:
+                out.append((key, i, False))  # the first disagreement ends the draft
+            elif i < len(tokens):
+                still.append((pos, tokens, key, i))
+        self._pending = still
+        return out
+
+
+def best_k(name: str, acc: Acceptance | Survival, costs: CostModel, k_cap: int, behind: int = 1) -> Choice:
     best = Choice("none", 0, 1.0 / costs.verify(1))
     for k in range(1, k_cap + 1):
         rate = acc.expected_tokens(k) / (costs.draft(name, k, behind) + costs.verify(k + 1))
@@ -235,7 +164,10 @@ class Planner:
     """The engine's step planner: fixed settings, or chosen from measurements.
 
     Every step is recorded, whatever chose it, so the estimates are warm when
-    the user switches to `auto` or to automatic draft length.
+    the user switches to `auto` or to automatic draft length. Every step also
+    makes a lookup proposal and scores it against the text that follows, so
+    lookup's estimates never go stale; model drafters are learned from the
+    steps that ran them, and probed now and then when sidelined.
     """
 
     def __init__(self, engine, costs: CostModel | None = None):
@@ -243,17 +175,19 @@ class Planner:
         self.costs = costs or CostModel()
         # Priors: lookup is right more often at short range; a same-family draft model
         # agrees with its target most of the time on the first tokens.
-        self.acceptance = {
+        self.acceptance: dict[str, Acceptance | Survival] = {
             "draft": Acceptance([0.7, 0.7, 0.65, 0.6]),
             "mtp": Acceptance([0.6, 0.5, 0.4]),
         }
         # Lookup acceptance depends mostly on how long the matched n-gram was.
         for n in range(2, LOOKUP_BUCKETS + 1):
-            self.acceptance[f"lookup{n}"] = Acceptance([0.3 + 0.1 * n] * 2)
+            self.acceptance[f"lookup{n}"] = Survival(0.3 + 0.1 * n)
         self.idle_steps: dict[str, int] = {}
         self.probe_after: dict[str, int] = {}
         self._probing = False
         self._proposals_at_plan: dict[str, int] = {}  # model drafters' proposal counts when the step began
+        self.lookup_scores = LookupScores()
+        self._lookup_available = 0  # length of this step's lookup proposal
 
     def plan(self, context: Sequence[int]) -> tuple[str, Drafter | None, int]:
         eng = self.engine
@@ -261,6 +195,7 @@ class Planner:
         self._proposals_at_plan = {
             name: d.proposals for name, d in (("draft", eng.draft_model), ("mtp", eng.mtp)) if d is not None
         }
+        self._score_lookup(context)
         if method == "none":
             return "none", None, 0
         for model_drafter in (eng.draft_model, eng.mtp):
@@ -286,16 +221,28 @@ class Planner:
     def _choose(self, name: str, context: Sequence[int]) -> Choice:
         if name == "lookup":
             # The proposal is free to compute: only its length is in question.
-            lookup = self.engine.lookup
-            available = len(lookup.propose(context, K_MAX, None, None).tokens)
-            if not available:
+            if not self._lookup_available:
                 return Choice("none", 0, 0.0)
-            return best_k(name, self._lookup_acceptance(lookup.last_match_n), self.costs, available)
+            lookup = self.engine.lookup
+            return best_k(name, self._lookup_acceptance(lookup.last_match_n), self.costs, self._lookup_available)
         behind = self.engine.draft_model.behind(context) if name == "draft" else 1
         return best_k(name, self.acceptance[name], self.costs, K_MAX, behind)
 
-    def _lookup_acceptance(self, match_n: int) -> Acceptance:
-        return self.acceptance[f"lookup{min(max(match_n, 2), LOOKUP_BUCKETS)}"]
+    def _lookup_key(self, match_n: int) -> str:
+        return f"lookup{min(max(match_n, 2), LOOKUP_BUCKETS)}"
+
+    def _lookup_acceptance(self, match_n: int) -> Survival:
+        return self.acceptance[self._lookup_key(match_n)]
+
+    def _score_lookup(self, context: Sequence[int]) -> None:
+        """Learn from the proposals the text has now decided; make this step's."""
+        for key, position, accepted in self.lookup_scores.resolve(context):
+            self.acceptance[key].observe(position, accepted)
+        lookup = self.engine.lookup
+        tokens = lookup.propose(context, K_MAX, None, None).tokens
+        self._lookup_available = len(tokens)
+        if tokens:
+            self.lookup_scores.propose(context, list(tokens), self._lookup_key(lookup.last_match_n))
 
     def _probe(self, candidates: list[str], choice: Choice, context: Sequence[int]) -> Choice | None:
         """After a drafter has been passed over for a while, try it once with a
@@ -360,11 +307,7 @@ class Planner:
             self.acceptance["draft" if used_draft_model else "mtp"].record(1, 0)
         if event.drafted:
             if used_draft_model:
-                key = "draft"
+                self.acceptance["draft"].record(event.drafted, event.accepted)
             elif used_mtp:
-                key = "mtp"
-            elif event.method in ("lookup", "draft+lookup"):
-                key = f"lookup{min(max(self.engine.lookup.last_match_n, 2), LOOKUP_BUCKETS)}"
-            else:
-                key = event.method
-            self.acceptance[key].record(event.drafted, event.accepted)
+                self.acceptance["mtp"].record(event.drafted, event.accepted)
+            # Lookup drafts are learned from LookupScores, used or not.

@@ -21,7 +21,8 @@ from localspec.drafters.draft_model import DraftModelDrafter
 from localspec.drafters.lookup import LookupDrafter
 from localspec.drafters.mtp import MtpDrafter
 from localspec.errors import LocalspecError
-from localspec.controller import K_MAX, CostModel, Planner
+from localspec.controller import K_MAX, Planner
+from localspec.costs import CostModel
 from localspec.generate import GenerateOptions, Generation
 from localspec.registry import DEFAULT_DRAFT_MAX, DEFAULT_P_MIN
 

@@ -5,14 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from localspec.controller import Acceptance, CostModel, Planner, best_k
+from localspec.controller import K_MAX, Acceptance, LookupScores, Planner, Survival, best_k
+from localspec.costs import CostModel
 from localspec.events import Counters, StepEvent
-
-
-def costs(verify_one: float, per_row: float, draft_token: float = 0.0) -> CostModel:
-    c = CostModel()
-    c.seed({n: verify_one + per_row * (n - 1) for n in (1, 2, 3, 5, 9)}, {"draft": draft_token})
-    return c
+from test_costs import CPU_CURVE, costs, curve_costs
 
 
 def test_plain_when_verification_is_expensive_and_acceptance_low():
@@ -39,18 +35,6 @@ def test_expected_tokens_formula():
     assert abs(acc.expected_tokens(2) - 1.75) < 1e-12
 
 
-def test_draft_cost_counts_catching_up():
-    c = costs(0.07, 0.02, 0.03)
-    assert c.draft("draft", 3, behind=20) > c.draft("draft", 3, behind=1)
-    assert c.draft("lookup", 3, behind=20) == 0.0
-
-
-def test_verify_cost_interpolates_between_measured_sizes():
-    c = costs(0.1, 0.05)
-    assert abs(c.verify(4) - 0.25) < 1e-9
-    assert c.verify(12) > c.verify(9)
-
-
 class FakeEngine:
     """Only the attributes the planner reads; the drafters are never called here."""
 
@@ -59,7 +43,17 @@ class FakeEngine:
         self.methods = ("auto", "draft", "lookup", "none")
         self.auto_draft = False
         self.draft_max = 4
-        self.draft_model = type("D", (), {"cum_p_min": 0.0, "proposals": 0, "behind": lambda self, c: 1})()
+        self.draft_model = type(
+            "D",
+            (),
+            {
+                "cum_p_min": 0.0,
+                "proposals": 0,  # bumped by draft_step, as a real proposal does
+                "last_catch_up": (1, 0.01),
+                "last_singles": (0, 0.0),
+                "behind": lambda self, c: 1,
+            },
+        )()
         self.mtp = None
         self.lookup = type(
             "L", (), {"last_match_n": 0, "propose": lambda self, c, k, s, r: type("Dr", (), {"tokens": []})()}
@@ -88,6 +82,7 @@ def test_recovers_after_a_phase_change():
                 accepted = 0
                 while accepted < k and rng.random() < alpha:
                     accepted += 1
+                engine.draft_model.proposals += 1
                 planner.record(step("draft", k, accepted, 0.07 + 0.01 * k, 0.01 * k))
             else:
                 planner.record(step("none", 0, 0, 0.07))
@@ -120,6 +115,7 @@ def test_failed_probes_back_off():
         method, _, k = planner.plan([1])
         if method == "draft":
             probes.append(i)
+            engine.draft_model.proposals += 1
             planner.record(step("draft", k, 0, 0.07 + 0.01 * k, 0.01 * k))
         else:
             planner.record(step("none", 0, 0, 0.07))
@@ -217,16 +213,6 @@ def test_mtp_costs_have_no_catch_up():
     assert c.draft("mtp", 3, behind=50) == c.draft("mtp", 3, behind=1) == 3 * 0.03
 
 
-def curve_costs(curve: dict[int, float]) -> CostModel:
-    c = CostModel()
-    c.seed(curve, {})
-    return c
-
-
-# A 2-core AVX2 CPU as measured: 4 rows cost about what 3 do, 8 far more than 7.
-CPU_CURVE = {1: 0.074, 2: 0.103, 3: 0.131, 4: 0.136, 5: 0.172, 6: 0.204, 7: 0.238, 8: 0.346, 9: 0.363}
-
-
 def test_every_measured_size_counts_not_a_line_through_a_few():
     c = curve_costs(CPU_CURVE)
     acc = Acceptance([0.9] * 8)
@@ -236,43 +222,93 @@ def test_every_measured_size_counts_not_a_line_through_a_few():
     assert best_k("lookup", acc, c, 8).k != 7
 
 
-def test_a_slower_level_reprices_sizes_that_were_not_run():
-    """A long context makes every step slower. Only plain steps run while it
-    grows; a 5-row verify must still be priced at the new level."""
-    c = curve_costs(CPU_CURVE)
+def test_lookup_proposals_are_scored_against_the_text_that_follows():
+    scores = LookupScores()
+    context = [1, 2, 3]
+    scores.propose(context, [5, 6, 7], "lookup4")
+    assert scores.resolve(context) == []  # nothing known yet
+    context += [5, 6]
+    assert scores.resolve(context) == [("lookup4", 0, True), ("lookup4", 1, True)]
+    context.append(9)
+    assert scores.resolve(context) == [("lookup4", 2, False)]
+    scores.propose(context, [1, 1], "lookup2")
+    scores.propose(context, [7, 1], "lookup5")
+    context += [1, 1, 4]
+    assert scores.resolve(context) == [("lookup2", 0, True), ("lookup2", 1, True), ("lookup5", 0, False)]
+    assert scores.resolve(context) == []  # each position counts once
+    scores.propose(context, [8], "lookup3")
+    assert scores.resolve([1, 2, 3, 5, 6, 9, 1, 1, 4, 8]) == []  # another reply: dropped
+
+
+def observe_proposal(s: Survival, agree: int) -> None:
+    """Score one K_MAX-token proposal that agrees with the text on its first `agree` tokens."""
+    for i in range(min(agree + 1, K_MAX)):
+        s.observe(i, i < agree)
+
+
+def test_lookup_survival_learns_every_depth_from_every_proposal():
+    """After a copying text (long agreements), a text of short matches must
+    bring the deep positions down too, though no draft reached them."""
+    s = Survival(0.5)
     for _ in range(30):
-        c.record_verify(step("none", 0, 0, CPU_CURVE[1] * 1.5))
-    assert abs(c.verify(5) / (CPU_CURVE[5] * 1.5) - 1) < 0.05
-    assert abs(c.verify(1) / (CPU_CURVE[1] * 1.5) - 1) < 0.05
-
-
-def test_a_slow_spell_while_drafting_does_not_price_drafts_out_for_good():
-    """Steps of 5 rows run three times slower for a while (another program on
-    the cores); then only plain steps run, at normal speed. The 5-row price
-    must come back, although no 5-row step ran since."""
-    c = curve_costs(CPU_CURVE)
-    for _ in range(20):
-        c.record_verify(step("lookup", 4, 4, CPU_CURVE[5] * 3))
-    assert c.verify(5) > CPU_CURVE[5] * 2
+        observe_proposal(s, K_MAX)
+    assert s.expected_tokens(6) > 6.5
+    for _ in range(10):
+        observe_proposal(s, 1)
+    assert abs(s.expected_tokens(1) - 2.0) < 0.05  # the first token still agrees
+    assert s.expected_tokens(6) - s.expected_tokens(1) < 0.2  # next to nothing beyond it
+    # The conditional rates of `Acceptance` keep deep positions where the copying left them.
+    a = Acceptance([0.5] * K_MAX)
     for _ in range(30):
-        c.record_verify(step("none", 0, 0, CPU_CURVE[1]))
-    assert c.verify(5) < CPU_CURVE[5] * 1.3  # from 3x: the spell went mostly on the level
+        a.record(K_MAX, K_MAX)
+    for _ in range(10):
+        a.record(K_MAX, 1)
+    assert a.at(3) > 0.9
 
 
-def test_a_size_slower_than_calibrated_is_learned():
-    """The curve itself moves when one size keeps costing more than the level
-    explains (a context where 5 rows take a slower kernel path)."""
-    c = curve_costs(CPU_CURVE)
-    for _ in range(150):
-        c.record_verify(step("none", 0, 0, CPU_CURVE[1]))
-        c.record_verify(step("lookup", 4, 4, CPU_CURVE[5] * 1.5))
-    assert c.verify(5) > CPU_CURVE[5] * 1.3
-    assert c.verify(1) < CPU_CURVE[1] * 1.15
+class ScriptedLookup:
+    """Proposes the true continuation (a copying phase) or a wrong one."""
+
+    def __init__(self, truth: list[int]):
+        self.truth = truth
+        self.copying = True
+        self.last_match_n = 6
+
+    def propose(self, context, k, sampling, rng):
+        future = self.truth[len(context) : len(context) + k]
+        tokens = future if self.copying else [t + 1 for t in future]
+        return type("Dr", (), {"tokens": tokens})()
 
 
-def test_draft_catch_up_follows_its_calibrated_batch_line():
-    c = CostModel()
-    c.seed(CPU_CURVE, {"draft": 0.031}, {1: 0.031, 4: 0.078, 8: 0.132})
-    assert abs(c.draft("draft", 1, behind=4) - 0.078) < 0.005
-    assert abs(c.draft("draft", 1, behind=8) - 0.132) < 0.005
-    assert abs(c.draft("draft", 3, behind=1) - (0.031 + 2 * 0.031)) < 0.005
+def test_auto_follows_the_text_in_and_out_of_copying_without_probes():
+    """Lookup drafts pay while the text copies, stop when it does not, and
+    resume as soon as it copies again: plain steps score the proposals too."""
+    truth = list(range(10_000))
+    engine = FakeEngine()
+    engine.methods = ("auto", "lookup", "none")
+    engine.draft_model = None
+    engine.lookup = ScriptedLookup(truth)
+    planner = Planner(engine, curve_costs(CPU_CURVE))
+    context = truth[:10]
+
+    def run(n_steps: int, copying: bool) -> list[int]:
+        engine.lookup.copying = copying
+        ks = []
+        for _ in range(n_steps):
+            method, _, k = planner.plan(context)
+            draft = engine.lookup.propose(context, k, None, None).tokens if method == "lookup" else []
+            accepted = 0
+            while accepted < len(draft) and draft[accepted] == truth[len(context) + accepted]:
+                accepted += 1
+            context.extend(truth[len(context) : len(context) + accepted + 1])  # in place, as the loop does
+            planner.record(step(method, len(draft), accepted, CPU_CURVE[len(draft) + 1]))
+            ks.append(len(draft))
+        return ks
+
+    copy1 = run(40, True)
+    novel = run(60, False)
+    copy2 = run(40, True)
+    assert np.mean(copy1[-20:]) >= 3
+    assert sum(k > 0 for k in novel[-50:]) == 0, "kept drafting wrong proposals"
+    assert sum(k > 0 for k in novel[:10]) <= 5
+    assert all(k >= 3 for k in copy2[3:]), "did not resume when the text copied again"
