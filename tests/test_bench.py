@@ -113,6 +113,14 @@ def test_by_category_keeps_mode_order_and_splits_prompts():
     assert [s.mode for s in cats["y"]] == ["plain"]
 
 
+def test_tables_list_modes_in_the_order_they_ran_not_by_their_fastest_run():
+    slow_plain = rec("a", "plain")
+    slow_plain["stats"]["tokens_per_s"] = 1.0
+    records = [slow_plain, rec("a", "lookup"), rec("a", "plain")]
+    assert [s.mode for s in aggregate.summarize(records)] == ["plain", "lookup"]
+    assert [s.mode for s in aggregate.by_category(records)["c"]] == ["plain", "lookup"]
+
+
 def test_mark_lossless_finds_where_a_run_diverges():
     records = [
         {"mode": "lookup", "tokens": [1, 2, 3]},

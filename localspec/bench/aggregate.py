@@ -128,13 +128,15 @@ def fastest(records: list[dict]) -> list[dict]:
 
 
 def summarize(records: list[dict]) -> list[ModeSummary]:
+    # Mode order is the order they first ran, not the order of their fastest runs.
+    modes = modes_in(records)
     records = fastest(records)
-    return [summarize_mode(records, m) for m in modes_in(records)]
+    return [summarize_mode(records, m) for m in modes]
 
 
 def by_category(records: list[dict]) -> dict[str, list[ModeSummary]]:
-    records = fastest(records)
     modes = modes_in(records)
+    records = fastest(records)
     out = {}
     for cat in categories_in(records):
         subset = [r for r in records if r["category"] == cat]
