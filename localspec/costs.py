@@ -161,6 +161,16 @@ class CostModel:
             "draft_catch_up": list(self.catch_up.a_b()) if self.catch_up else None,
         }
 
+    @classmethod
+    def from_snapshot(cls, snap: dict) -> "CostModel":
+        """The estimates a snapshot recorded (read back from JSON too), priced
+        the same way, so a report asks the planner's own questions of them."""
+        c = cls()
+        c.seed({int(n): s for n, s in snap["verify_s"].items()}, snap.get("draft_token_s", {}))
+        if snap.get("draft_catch_up"):
+            c.catch_up = LinearFit(*snap["draft_catch_up"])
+        return c
+
     def record_draft_model(self, catch_up: tuple[int, float], singles: tuple[int, float]) -> None:
         if self.catch_up is None:
             self.catch_up = LinearFit(catch_up[1], 0.0)

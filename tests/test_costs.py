@@ -79,3 +79,17 @@ def test_draft_catch_up_follows_its_calibrated_batch_line():
     assert abs(c.draft("draft", 1, behind=4) - 0.078) < 0.005
     assert abs(c.draft("draft", 1, behind=8) - 0.132) < 0.005
     assert abs(c.draft("draft", 3, behind=1) - (0.031 + 2 * 0.031)) < 0.005
+
+
+def test_a_snapshot_read_back_from_json_prices_as_the_model_did():
+    import json
+
+    c = CostModel()
+    c.seed(CPU_CURVE, {"draft": 0.031}, {1: 0.031, 4: 0.078, 8: 0.132})
+    for _ in range(10):
+        c.record_verify(step(0, CPU_CURVE[1] * 1.2))
+    back = CostModel.from_snapshot(json.loads(json.dumps(c.snapshot())))
+    for n in CPU_CURVE:
+        assert abs(back.verify(n) - c.verify(n)) < 1e-12
+    for k, behind in ((1, 1), (3, 1), (2, 6)):
+        assert abs(back.draft("draft", k, behind) - c.draft("draft", k, behind)) < 1e-12

@@ -167,18 +167,19 @@ def costs(meta: dict) -> list[str]:
     for label, snap in snaps:
         ceiling = [n * t(snap, 1) / t(snap, n) for n in rows]
         out.append(f"| ceiling (k+1)·t(1)/t(k+1), {label} | " + " | ".join(f"{x:.2f}" for x in ceiling) + " |")
-    draft = (end or cal).get("draft_token_s", {}).get("draft")
+    snap = end or cal
+    draft = snap.get("draft_token_s", {}).get("draft")
     if draft:
-        snap = end or cal
-        line = snap.get("draft_catch_up")
-        catch_up = (line[0] + line[1]) if line else draft  # one token behind, the usual case
-        best = max(
-            (n / (catch_up + (n - 2) * draft + t(snap, n)), n) for n in rows if n > 1
-        )
+        from localspec.controller import K_MAX
+        from localspec.costs import CostModel
+
+        # Priced as the planner prices a draft (catch-up, single decodes, verify), every token accepted.
+        c = CostModel.from_snapshot(snap)
+        rate, k = max(((k + 1) / (c.draft("draft", k) + c.verify(k + 1)), k) for k in range(1, K_MAX + 1))
         out += [
             "",
             f"Draft model: {draft:.3f} s per token ({draft / t(snap, 1):.2f} of a one-row target step). "
-            f"With every draft accepted it would reach at best {best[0]:.1f} tok/s (k = {best[1] - 1}), "
+            f"With every draft accepted it would reach at best {rate:.1f} tok/s (k = {k}), "
             f"against {1 / t(snap, 1):.1f} tok/s for plain decoding.",
         ]
     return out + [""]
