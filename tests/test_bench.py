@@ -280,6 +280,8 @@ def test_bench_smoke_on_smollm2(smollm2_path, tmp_path, capsys):
     assert sorted(int(n) for n in costs["calibrated"]["verify_s"]) == list(range(1, K_MAX + 2))
     assert all(s > 0 for s in costs["end_of_run"]["verify_s"].values())
     assert "## Costs measured in this run" in md and "Draft model:" in md
+    # Every run that parted from plain decoding was judged by the lossless rule.
+    assert all(r["tie_margin"] >= 0 for r in runs if r["diverges_at"] is not None)
 
     # The report can be written again from the JSON alone, without a model.
     again = tmp_path / "again"
@@ -311,3 +313,40 @@ def test_bench_runs_mtp_on_a_target_with_heads(tiny_mtp_path, tmp_path, capsys):
     assert mtp["stats"]["drafted"] > 0 and mtp["matches_plain"]
     assert 0 < mtp["decode_s"] < mtp["stats"]["gen_s"]
     assert "| mtp |" in (out / "benchmarks.md").read_text()
+
+
+def test_runs_that_part_at_a_near_tie_count_as_lossless_and_others_are_named():
+    plain = dict(rec("p", "plain"), matches_plain=True, diverges_at=None)
+    tie = dict(rec("p", "lookup"), matches_plain=False, diverges_at=5, tie_margin=0.01)
+    sure = dict(rec("p", "draft-k3"), matches_plain=False, diverges_at=7, tie_margin=3.2)
+    old = dict(rec("p", "auto"), matches_plain=False, diverges_at=2)  # a result without margins
+    rows = {s.mode: s for s in aggregate.summarize([plain, tie, sure, old])}
+    assert (rows["lookup"].lossless_matches, rows["lookup"].lossless_ties) == (0, 1)
+    assert (rows["draft-k3"].lossless_matches, rows["draft-k3"].lossless_ties) == (0, 0)
+    assert rows["auto"].lossless_unchecked == 1
+    table = report.table(list(rows.values()), overhead=False)
+    assert "| 0/1 | 1/1 |" in table and "| 0/1 | 0/1 |" in table and "0/1 (1 unchecked)" in table
+    text = "\n".join(report.divergences([plain, tie, sure, old]))
+    assert "3 of 3 runs" in text and "0.0100 to 3.2000" in text
+    assert "Not lossless: 1 run(s)" in text and "| p | draft-k3 | 7 | 3.200 |" in text
+    assert "Not lossless" not in "\n".join(report.divergences([plain, tie]))
+
+
+def test_check_ties_judges_a_run_that_parted_where_plain_decoding_chose(smollm2_path):
+    from localspec.engine import load_engine
+    from localspec.lossless import margins_at
+
+    engine = load_engine(str(smollm2_path))
+    try:
+        prompt = prompts.select(["writing"], 1)[0]
+        prompt_tokens = runner.prime(engine, prompt, 12)
+        plain = runner.run_once(engine, prompt, modes.BY_NAME["plain"], runner.GenerateOptions(max_tokens=12))
+        other = dict(plain, mode="lookup", tokens=plain["tokens"][:3] + [plain["tokens"][3] + 1])
+        group = [plain, other]
+        runner.mark_lossless(group)
+        runner.check_ties(engine, prompt_tokens, group)
+        assert "tie_margin" not in plain and other["diverges_at"] == 3
+        expected = margins_at(engine.target_ctx, prompt_tokens, plain["tokens"], [3])[3]
+        assert other["tie_margin"] == pytest.approx(expected, abs=1e-4)
+    finally:
+        engine.close()

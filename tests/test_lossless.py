@@ -8,29 +8,13 @@ import pytest
 from localspec.engine import load_engine
 from localspec.events import GenerationResult
 from localspec.generate import GenerateOptions
-
-# Batched and one-row evaluation of the same position differ in float rounding
-# (quantised matmuls take other paths for other batch sizes). Measured on Qwen
-# 2.5-Coder 1.5B Q4_K_M over 360 positions (6 Spec-Bench prompts, 60 greedy
-# tokens each, 5-row batches vs single-token decodes): the worst single logit
-# moved by 0.79 and the top-1 minus top-2 margin by at most 0.44; the one argmax
-# flip seen was at a margin of 0.0027. So the target itself may legitimately pick
-# another token wherever its margin is below ~0.44; a divergence at a margin of
-# 0.5 or more cannot come from rounding and is a bug in the loop.
-TIE_MARGIN = 0.5
+from localspec.lossless import TIE_MARGIN, first_divergence
 
 PROMPTS = [
     "Add type hints to this function and return the whole code:\n\n```python\ndef area(w, h):\n    return w * h\n\n\ndef perimeter(w, h):\n    return 2 * (w + h)\n```",
     "List the planets of the solar system, one per line, with one fact each.",
     'Return this record as YAML: {"name": "Ada", "langs": ["en", "fr"], "age": 36}',
 ]
-
-
-def first_divergence(a: list[int], b: list[int]) -> int | None:
-    for i, (x, y) in enumerate(zip(a, b)):
-        if x != y:
-            return i
-    return None if len(a) == len(b) else min(len(a), len(b))
 
 
 def assert_lossless(plain: GenerationResult, spec: GenerationResult, tie_margin: float) -> None:
@@ -122,3 +106,21 @@ def test_divergence_check_rejects_a_confident_mismatch():
     with pytest.raises(AssertionError):
         assert_lossless(plain, result([1, 2, 9], [5.0, 4.0, 3.0]), TIE_MARGIN)
     assert_lossless(result([1, 2, 3], [5.0, 0.01, 3.0]), result([1, 7, 3], [5.0, 0.01, 3.0]), TIE_MARGIN)
+
+
+def test_margins_at_matches_the_margins_plain_decoding_saw(smollm2_self):
+    """The bench's after-the-fact check evaluates the margin plain decoding had at a token."""
+    from localspec.lossless import margins_at
+
+    messages = [{"role": "user", "content": PROMPTS[1]}]
+    plain = generate(smollm2_self, "none", PROMPTS[1], 24)
+    prompt = smollm2_self.target.tokenize(smollm2_self.render_chat(messages), add_special=True, parse_special=True)
+    positions = [0, 7, 23, len(plain.tokens)]
+    got = margins_at(smollm2_self.target_ctx, prompt, plain.tokens, positions)
+    assert sorted(got) == sorted(set(positions))
+    for i in positions[:-1]:
+        # The cache was filled by a batch here, by single decodes there: rounding apart, the same.
+        assert got[i] == pytest.approx(plain.trace[i].margin, abs=0.05)
+    assert got[len(plain.tokens)] >= 0.0  # where plain decoding stopped, its choice is judged too
+    with pytest.raises(ValueError):
+        margins_at(smollm2_self.target_ctx, prompt, plain.tokens, [len(plain.tokens) + 1])

@@ -2,7 +2,7 @@
 
 A record is one generation: the dict `runner.run_once` makes (prompt_id,
 category, mode, stats from Counters.to_dict(), drafting_steps, decode_s,
-overhead_s, matches_plain).
+overhead_s, matches_plain, and tie_margin where it parted from plain).
 
 Rates are pooled, not averaged per prompt: tokens/s is total tokens over
 total generation seconds, acceptance is total accepted over total drafted.
@@ -27,6 +27,8 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Iterable
 
+from localspec.lossless import TIE_MARGIN
+
 PLAIN = "plain"
 
 
@@ -46,6 +48,8 @@ class ModeSummary:
     overhead_ms_per_step: float | None  # time per step outside llama_decode
     overhead_share: float | None  # that time as a share of generation time
     lossless_matches: int  # runs whose tokens equal the plain run's on the same prompt
+    lossless_ties: int  # runs that parted from it where the target's top two logits were nearly tied
+    lossless_unchecked: int  # runs that parted from it with no margin recorded (results of older versions)
     lossless_compared: int
 
     def to_dict(self) -> dict:
@@ -90,6 +94,7 @@ def summarize_mode(records: list[dict], mode: str) -> ModeSummary:
     has_plain = any(r["mode"] == PLAIN for r in records)
     speedups = per_prompt_speedups(records, mode) if has_plain else []
     compared = [r for r in runs if r.get("matches_plain") is not None]
+    parted = [r for r in compared if not r["matches_plain"]]
     return ModeSummary(
         mode=mode,
         runs=len(runs),
@@ -104,7 +109,9 @@ def summarize_mode(records: list[dict], mode: str) -> ModeSummary:
         zero_accept_share=sum(x["zero_accept_steps"] for x in s) / drafting_steps if drafting_steps else None,
         overhead_ms_per_step=1000 * sum(overhead) / steps if steps and overhead else None,
         overhead_share=sum(overhead) / gen_s if gen_s > 0 and overhead else None,
-        lossless_matches=sum(1 for r in compared if r["matches_plain"]),
+        lossless_matches=len(compared) - len(parted),
+        lossless_ties=sum(1 for r in parted if r.get("tie_margin") is not None and r["tie_margin"] < TIE_MARGIN),
+        lossless_unchecked=sum(1 for r in parted if r.get("tie_margin") is None),
         lossless_compared=len(compared),
     )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from localspec.bench.aggregate import PLAIN, ModeSummary, by_category, categories_in, modes_in, summarize
+from localspec.lossless import TIE_MARGIN
 
 
 def _num(v: float | None, fmt: str) -> str:
@@ -15,13 +16,20 @@ def _pct(v: float | None, fmt: str = ".0f") -> str:
     return "–" if v is None else format(100 * v, fmt) + "%"
 
 
-def _lossless(s: ModeSummary) -> str:
+def _same(s: ModeSummary) -> str:
     return "–" if not s.lossless_compared else f"{s.lossless_matches}/{s.lossless_compared}"
+
+
+def _lossless(s: ModeSummary) -> str:
+    if not s.lossless_compared:
+        return "–"
+    cell = f"{s.lossless_matches + s.lossless_ties}/{s.lossless_compared}"
+    return cell + (f" ({s.lossless_unchecked} unchecked)" if s.lossless_unchecked else "")
 
 
 def table(rows: list[ModeSummary], *, overhead: bool) -> str:
     head = ["mode", "tok/s", "speedup", "acceptance", "accepted/step", "tokens/step"]
-    head += ["zero-accept steps", "same as plain"]
+    head += ["zero-accept steps", "same as plain", "lossless"]
     if overhead:
         head += ["overhead ms/step", "overhead"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -34,6 +42,7 @@ def table(rows: list[ModeSummary], *, overhead: bool) -> str:
             _num(s.accepted_per_step, ".2f"),
             _num(s.tokens_per_step, ".2f"),
             _pct(s.zero_accept_share),
+            _same(s),
             _lossless(s),
         ]
         if overhead:
@@ -64,8 +73,11 @@ over drafted tokens; **accepted/step** is draft tokens kept per target
 verify pass (the target's own token not counted); **tokens/step** counts it.
 **zero-accept steps** is the share of steps that drafted something and kept
 none of it. **same as plain**: runs whose tokens equal the plain run's on
-the same prompt (greedy decoding is lossless, so a difference can only come
-from floating-point ties between a batched and a one-row forward pass).
+the same prompt. **lossless**: those plus the runs that part from it where
+the target's top two logits were within the tie margin (greedy decoding is
+lossless, but a batched and a one-row forward pass round differently, so a
+near-tie may tip the other way; the margin is evaluated after the prompt's
+runs, outside every timing).
 **overhead** is generation time spent outside `llama_decode` (sampling,
 verification, drafter bookkeeping, Python), per verify step and as a share
 of generation time; draft-model decodes count as decode time, not overhead.
@@ -185,12 +197,40 @@ def costs(meta: dict) -> list[str]:
     return out + [""]
 
 
+def divergences(records: list[dict]) -> list[str]:
+    """Every run (repeats included) that parted from plain decoding, judged by the lossless rule."""
+    compared = [r for r in records if r.get("matches_plain") is not None and r["mode"] != PLAIN]
+    parted = [r for r in compared if r.get("diverges_at") is not None]
+    if not parted:
+        return []
+    margins = sorted(r["tie_margin"] for r in parted if r.get("tie_margin") is not None)
+    out = ["## Where runs parted from plain decoding", ""]
+    if not margins:
+        return out + [f"{len(parted)} of {len(compared)} runs parted from plain decoding; no margins recorded.", ""]
+    out.append(
+        f"{len(parted)} of {len(compared)} runs, repeats included, parted from the plain run on the same prompt. "
+        f"At the first differing token the target's top-two margin was {margins[0]:.4f} to {margins[-1]:.4f} "
+        f"(median {margins[len(margins) // 2]:.4f}); the tie margin is {TIE_MARGIN}."
+    )
+    broken = [r for r in parted if r.get("tie_margin") is not None and r["tie_margin"] >= TIE_MARGIN]
+    if broken:
+        out += [
+            "",
+            f"**Not lossless: {len(broken)} run(s) parted where the target was sure.**",
+            "",
+            "| prompt | mode | token | margin |",
+            "|---|---|---|---|",
+        ]
+        out += [f"| {r['prompt_id']} | {r['mode']} | {r['diverges_at']} | {r['tie_margin']:.3f} |" for r in broken]
+    return out + [""]
+
+
 def markdown(meta: dict, records: list[dict], plot_name: str | None) -> str:
     lines = _header(meta) + ["", COLUMNS]
     if plot_name:
         lines += [f"![speedup by category and mode]({plot_name})", ""]
     lines.append(tables(records))
-    lines += ["", *costs(meta)]
+    lines += ["", *costs(meta), *divergences(records)]
     return "\n".join(lines)
 
 

@@ -12,17 +12,22 @@ again, because both caches keep the longest common prefix between calls.
 So no run pays for the prompt inside its timed generation, the draft model
 included, and the first step of every mode decodes the same single token
 on the draft side.
+
+After a prompt's runs, every run whose tokens part from plain decoding's is
+checked against the lossless rule (localspec/lossless.py): the target's
+margin where plain decoding chose its token is evaluated there, outside
+every timing, and recorded as the run's `tie_margin`.
 """
 
 from __future__ import annotations
 
 from typing import Callable, Iterator, Sequence
 
-
 from localspec.bench.modes import Mode, apply
 from localspec.bench.prompts import Prompt
 from localspec.errors import LocalspecError
 from localspec.generate import GenerateOptions
+from localspec.lossless import first_divergence, margins_at
 
 Progress = Callable[[int, int, Prompt, Mode, dict], None]
 
@@ -41,8 +46,8 @@ def _messages(prompt: Prompt) -> list[dict[str, str]]:
     return [{"role": "user", "content": prompt.text}]
 
 
-def prime(engine, prompt: Prompt, max_tokens: int) -> None:
-    """Put the prompt (all but its last token) in the target's and the draft's caches."""
+def prime(engine, prompt: Prompt, max_tokens: int) -> list[int]:
+    """Put the prompt (all but its last token) in the target's and the draft's caches; return its tokens."""
     tokens = engine.target.tokenize(engine.render_chat(_messages(prompt)), add_special=True, parse_special=True)
     if len(tokens) + max_tokens > engine.target_ctx.n_ctx:
         # A reply cut short by a full context would not be comparable across modes.
@@ -53,6 +58,7 @@ def prime(engine, prompt: Prompt, max_tokens: int) -> None:
     engine.target_ctx.prefill(tokens[:-1])
     if engine.draft_model is not None:
         engine.draft_model.ctx.prefill(tokens[:-1])
+    return tokens
 
 
 def rotated(modes: Sequence[Mode], i: int) -> list[Mode]:
@@ -94,17 +100,20 @@ def mark_lossless(records: list[dict]) -> None:
         if plain is None:
             r["matches_plain"] = r["diverges_at"] = None
             continue
-        r["matches_plain"] = r["tokens"] == plain
-        r["diverges_at"] = None if r["matches_plain"] else _common_prefix(r["tokens"], plain)
+        r["diverges_at"] = first_divergence(r["tokens"], plain)
+        r["matches_plain"] = r["diverges_at"] is None
 
 
-def _common_prefix(a: list[int], b: list[int]) -> int:
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n
+def check_ties(engine, prompt_tokens: list[int], group: list[dict]) -> None:
+    """Record, for each run of `group` that parted from its plain run, the
+    target's margin at the first differing token (after mark_lossless)."""
+    plain = next((r["tokens"] for r in group if r["mode"] == "plain"), None)
+    parted = [r for r in group if r.get("diverges_at") is not None]
+    if plain is None or not parted:
+        return
+    margins = margins_at(engine.target_ctx, prompt_tokens, plain, [r["diverges_at"] for r in parted])
+    for r in parted:
+        r["tie_margin"] = margins[r["diverges_at"]]
 
 
 def iter_benchmark(
@@ -132,8 +141,8 @@ def iter_benchmark(
             for mode in modes:
                 run_once(engine, prompts[0], mode, options)
     for i, prompt in enumerate(prompts):
-        prime(engine, prompt, max_tokens)
-        records = []
+        prompt_tokens = prime(engine, prompt, max_tokens)
+        records, groups = [], []
         for rep in range(repeats):
             group = []
             for order, mode in enumerate(rotated(modes, i * repeats + rep)):
@@ -143,6 +152,9 @@ def iter_benchmark(
                 if progress:
                     progress(i, len(prompts), prompt, mode, rec)
             mark_lossless(group)
+            groups.append(group)
             records += group
+        for group in groups:
+            check_ties(engine, prompt_tokens, group)
         yield records
 
