@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from localspec.bench import hindsight
+from localspec.bench.modes import BY_NAME
 from localspec.bench.aggregate import PLAIN, ModeSummary, by_category, categories_in, modes_in, summarize
 from localspec.lossless import TIE_MARGIN
+
+AUTO = "auto"
 
 
 def _num(v: float | None, fmt: str) -> str:
@@ -197,6 +201,46 @@ def costs(meta: dict) -> list[str]:
     return out + [""]
 
 
+def hindsight_table(meta: dict, records: list[dict]) -> list[str]:
+    """Measured speedups beside the best any planner could have reached on the same texts."""
+    snap = (meta.get("costs") or {}).get("end_of_run") or (meta.get("costs") or {}).get("calibrated")
+    if not snap or not any(r["mode"] == PLAIN and r.get("prompt_tokens") for r in records):
+        return []
+    with_draft = "draft" in snap.get("draft_token_s", {})
+    bounds = hindsight.by_category(records, snap, with_draft)
+    measured = {cat: {s.mode: s.speedup for s in rows} for cat, rows in by_category(records).items()}
+    measured["overall"] = {s.mode: s.speedup for s in summarize(records)}
+    # Fixed drafting modes: not auto, and not plain decoding under either name.
+    others = [m for m in modes_in(records) if m != AUTO and m in BY_NAME and BY_NAME[m].method != "none"]
+    head = ["category", "auto, measured", "best other mode, measured", "lookup, hindsight"]
+    head += ["lookup + an always-right draft model, hindsight"] if with_draft else []
+    out = [
+        "## What hindsight allows",
+        "",
+        "The fastest any planner could have produced each plain run's text, knowing it in advance "
+        "(localspec/bench/hindsight.py): lookup drafts exactly where its proposal agrees with the text, "
+        "for as many tokens as pay"
+        + (", and a draft model that is never wrong covers the rest wherever that pays" if with_draft else "")
+        + ". Priced with the verify and draft costs learned by the end of the run; geometric mean over "
+        "prompts, like the measured speedups. A target above the hindsight column is out of reach for "
+        "these drafters on this machine, whatever the planner does.",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
+    for cat, (alone, both) in bounds.items():
+        got = measured.get(cat, {})
+        best = max(((got[m], m) for m in others if got.get(m) is not None), default=None)
+        cells = [
+            cat,
+            _num(got.get(AUTO), ".2f") + ("x" if got.get(AUTO) is not None else ""),
+            f"{best[0]:.2f}x ({best[1]})" if best else "–",
+            f"{alone:.2f}x",
+        ] + ([_num(both, ".2f") + "x"] if with_draft else [])
+        out.append("| " + " | ".join(cells) + " |")
+    return out + [""]
+
+
 def divergences(records: list[dict]) -> list[str]:
     """Every run (repeats included) that parted from plain decoding, judged by the lossless rule."""
     compared = [r for r in records if r.get("matches_plain") is not None and r["mode"] != PLAIN]
@@ -230,7 +274,7 @@ def markdown(meta: dict, records: list[dict], plot_name: str | None) -> str:
     if plot_name:
         lines += [f"![speedup by category and mode]({plot_name})", ""]
     lines.append(tables(records))
-    lines += ["", *costs(meta), *divergences(records)]
+    lines += ["", *costs(meta), *hindsight_table(meta, records), *divergences(records)]
     return "\n".join(lines)
 
 

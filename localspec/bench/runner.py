@@ -156,5 +156,8 @@ def iter_benchmark(
             records += group
         for group in groups:
             check_ties(engine, prompt_tokens, group)
+        for r in records:
+            if r["mode"] == "plain":
+                r["prompt_tokens"] = prompt_tokens  # what lookup could copy from (bench/hindsight.py)
         yield records
 
