@@ -11,12 +11,12 @@ and the cheapest way to produce the text is a shortest path:
 
 (k = 0 is a plain step: one row, one token). A draft model that is always
 right lifts the bound on k: it drafts what lookup does not cover, at
-draft(k - a(i)) more (lookup first, the model after it, as draft+lookup does;
-the draft model's catch-up on tokens it did not draft is left free, which only
-raises the bound). Plain decoding costs N · verify(1), so N · verify(1) / C(0) is the
-speedup a planner with perfect foresight would reach with these drafters at
-these costs: no online planner can beat it, which makes it the yardstick for
-a target ratio that a run did not meet.
+draft(k - a(i)) more (lookup first, the model after it, as draft+lookup
+does; its catch-up on tokens it did not draft is left free, which only
+raises the bound). Plain decoding costs N · verify(1), so N · verify(1) / C(0)
+is the speedup a planner with perfect foresight would reach with these
+drafters at these costs. No online planner can beat it (run-to-run noise
+apart), which makes it the yardstick for a target ratio a run did not meet.
 """
 
 from __future__ import annotations
