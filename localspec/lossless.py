@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from localspec.ngram import common_prefix_len
 from localspec.verify import top2_margin
 
 # Measured on Qwen 2.5-Coder 1.5B Q4_K_M over 360 positions (6 Spec-Bench
@@ -25,10 +26,8 @@ TIE_MARGIN = 0.5
 
 def first_divergence(a: Sequence[int], b: Sequence[int]) -> int | None:
     """Index of the first token where a and b differ (one ending first counts); None if equal."""
-    for i, (x, y) in enumerate(zip(a, b)):
-        if x != y:
-            return i
-    return None if len(a) == len(b) else min(len(a), len(b))
+    n = common_prefix_len(list(a), list(b))
+    return None if n == len(a) == len(b) else n
 
 
 def margins_at(ctx, prompt: Sequence[int], reference: Sequence[int], positions: Sequence[int]) -> dict[int, float]:

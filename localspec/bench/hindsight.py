@@ -24,8 +24,11 @@ from __future__ import annotations
 import math
 from typing import Callable, Sequence
 
+from localspec.bench.aggregate import geometric_mean
 from localspec.controller import K_MAX
+from localspec.costs import CostModel
 from localspec.drafters.lookup import LookupDrafter
+from localspec.ngram import common_prefix_len
 
 
 def lookup_agreement(prompt: Sequence[int], text: Sequence[int], k_max: int = K_MAX) -> list[int]:
@@ -37,10 +40,7 @@ def lookup_agreement(prompt: Sequence[int], text: Sequence[int], k_max: int = K_
     for i in range(len(text)):
         index.sync(context)
         proposal = index.lookup(min(k_max, len(text) - i))
-        a = 0
-        while a < len(proposal) and proposal[a] == text[i + a]:
-            a += 1
-        out.append(a)
+        out.append(common_prefix_len(proposal, list(text[i : i + len(proposal)])))
         context.append(text[i])
     return out
 
@@ -83,9 +83,6 @@ def by_category(records: list[dict], snapshot: dict, with_draft: bool) -> dict[s
     Texts are the plain runs' (one per prompt); the prices are the planner's
     (a cost snapshot, as the report records them).
     """
-    from localspec.bench.aggregate import geometric_mean
-    from localspec.costs import CostModel
-
     costs = CostModel.from_snapshot(snapshot)
     seen: dict[str, tuple[str, list[int], list[int]]] = {}
     for r in records:

@@ -154,6 +154,12 @@ def _header(meta: dict) -> list[str]:
     return out
 
 
+def _latest_costs(meta: dict) -> dict | None:
+    """The planner's costs as learned by the end of the run, else as calibrated at load."""
+    c = meta.get("costs") or {}
+    return c.get("end_of_run") or c.get("calibrated")
+
+
 def costs(meta: dict) -> list[str]:
     """The planner's cost estimates, and what they allow at best: the ceiling
     any drafter can reach here, whatever it proposes."""
@@ -183,7 +189,7 @@ def costs(meta: dict) -> list[str]:
     for label, snap in snaps:
         ceiling = [n * t(snap, 1) / t(snap, n) for n in rows]
         out.append(f"| ceiling (k+1)·t(1)/t(k+1), {label} | " + " | ".join(f"{x:.2f}" for x in ceiling) + " |")
-    snap = end or cal
+    snap = _latest_costs(meta)
     draft = snap.get("draft_token_s", {}).get("draft")
     if draft:
         from localspec.controller import K_MAX
@@ -203,11 +209,13 @@ def costs(meta: dict) -> list[str]:
 
 def hindsight_table(meta: dict, records: list[dict]) -> list[str]:
     """Measured speedups beside the best any planner could have reached on the same texts."""
-    snap = (meta.get("costs") or {}).get("end_of_run") or (meta.get("costs") or {}).get("calibrated")
-    if not snap or not any(r["mode"] == PLAIN and r.get("prompt_tokens") for r in records):
+    snap = _latest_costs(meta)
+    if not snap:
         return []
     with_draft = "draft" in snap.get("draft_token_s", {})
     bounds = hindsight.by_category(records, snap, with_draft)
+    if not bounds:
+        return []  # no plain run recorded its prompt tokens (results of older versions)
     measured = {cat: {s.mode: s.speedup for s in rows} for cat, rows in by_category(records).items()}
     measured["overall"] = {s.mode: s.speedup for s in summarize(records)}
     # Fixed drafting modes: not auto, and not plain decoding under either name.
