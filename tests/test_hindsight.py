@@ -10,6 +10,7 @@ import random
 import pytest
 
 from localspec.bench import hindsight
+from localspec.bench.aggregate import geometric_mean
 
 
 def test_agreement_follows_a_copy_of_the_prompt():
@@ -94,6 +95,72 @@ def test_by_category_uses_each_prompts_plain_text_and_pools_overall():
     ]
     out = hindsight.by_category(records, snap, with_draft=False)
     assert list(out) == ["copy", "free", "overall"]
-    assert out["copy"] == (pytest.approx(4.0), None)  # one step of 4 rows for 4 tokens, rows at one price
-    assert out["free"] == (pytest.approx(1.0), None)
-    assert out["overall"][0] == pytest.approx(2.0)  # geometric mean of 4 and 1
+    assert out["copy"].lookup == pytest.approx(4.0)  # one step of 4 rows for 4 tokens, rows at one price
+    assert out["copy"].with_draft is None
+    assert out["free"].lookup == pytest.approx(1.0)
+    assert out["overall"].lookup == pytest.approx(2.0)  # geometric mean of 4 and 1
+    # The copy's proposal (match length 2) holds all the way: the best rule drafts it whole.
+    assert out["copy"].by_match_length == pytest.approx(4.0)
+    assert out["overall"].by_match_length == pytest.approx(2.0)
+
+
+def test_proposals_carry_the_match_length_behind_them():
+    prompt = [1, 2, 3, 4, 5, 6, 7, 1, 2, 3]
+    props = hindsight.lookup_proposals(prompt, [4, 5, 9])
+    assert props[0] == hindsight.Proposal(match_n=3, length=3, agreement=2)
+    assert [p.agreement for p in props] == hindsight.lookup_agreement(prompt, [4, 5, 9])
+    assert hindsight.lookup_proposals([7, 8, 9], [10]) == [hindsight.Proposal(0, 0, 0)]
+
+
+def random_proposals(rng, n):
+    """A text's proposals: match length 2 mostly wrong, 6 mostly right, runs of copies."""
+    out = []
+    for i in range(n):
+        m = rng.choice([0, 2, 2, 4, 6, 6])
+        length = min(4, n - i) if m else 0
+        right = {2: 0.3, 4: 0.6, 6: 0.9}.get(m, 0.0)
+        a = 0
+        while a < length and rng.random() < right:
+            a += 1
+        out.append(hindsight.Proposal(m, length, a))
+    return out
+
+
+CURVE = {1: 1.0, 2: 1.4, 3: 1.75, 4: 1.85, 5: 2.6}.__getitem__
+
+
+def rule_speedup(texts, rule):
+    return hindsight.rule_speedup(texts, rule, CURVE)
+
+
+def test_a_rule_is_priced_step_by_step():
+    # Match length 6 drafts 3 and keeps 2; then the next proposal (length 2) is not used.
+    text = [hindsight.Proposal(6, 3, 2), hindsight.Proposal(0, 0, 0), hindsight.Proposal(0, 0, 0),
+            hindsight.Proposal(2, 1, 1), hindsight.Proposal(0, 0, 0)]
+    rule = {2: 0, 3: 0, 4: 0, 5: 0, 6: 3}
+    assert hindsight.rule_seconds(text, rule, CURVE) == pytest.approx(CURVE(4) + CURVE(1) + CURVE(1))
+    assert rule_speedup([text], rule) == pytest.approx(5 / (1.85 + 2))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_best_rule_lies_between_plain_decoding_and_hindsight(seed):
+    rng = random.Random(seed)
+    texts = [random_proposals(rng, 40) for _ in range(3)]
+    rule = hindsight.best_rule(texts, CURVE, k_max=4)
+    got = rule_speedup(texts, rule)
+    assert got >= 1.0 - 1e-12  # the search starts at plain decoding
+    foresight = geometric_mean(
+        hindsight.speedup(hindsight.fastest_seconds([p.agreement for p in t], CURVE, k_max=4), len(t), CURVE)
+        for t in texts
+    )
+    assert got <= foresight + 1e-12
+    # A local optimum: no single match length does better with another k.
+    for b in rule:
+        for k in range(5):
+            assert rule_speedup(texts, {**rule, b: k}) <= got * (1 + 1e-9)
+
+
+def test_best_rule_drafts_only_behind_the_matches_that_hold():
+    always = [hindsight.Proposal(6, 4, 4), hindsight.Proposal(2, 4, 0)] * 20
+    rule = hindsight.best_rule([always], CURVE, k_max=4)
+    assert rule[2] == 0 and rule[6] > 0

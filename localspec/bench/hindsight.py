@@ -17,32 +17,54 @@ raises the bound). Plain decoding costs N · verify(1), so N · verify(1) / C(0)
 is the speedup a planner with perfect foresight would reach with these
 drafters at these costs. No online planner can beat it (run-to-run noise
 apart), which makes it the yardstick for a target ratio a run did not meet.
+
+Between that bound and what the planner measured sits a second question:
+how far could the planner's own signal take it? Before a step it sees the
+proposal and the length of the n-gram match behind it (its acceptance
+estimates are kept per match length). The best rule k = f(match length),
+chosen knowing the texts, is what perfect estimates of those acceptance
+rates would buy; what lies beyond it needs foresight of the single match.
+The rule is found by coordinate search (each length's k in turn, until no
+single change helps): a local optimum, so it can only understate the best
+rule, and it starts from plain decoding, so it never falls below 1.0x.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 from localspec.bench.aggregate import geometric_mean
-from localspec.controller import K_MAX
+from localspec.controller import K_MAX, LOOKUP_BUCKETS
 from localspec.costs import CostModel
 from localspec.drafters.lookup import LookupDrafter
 from localspec.ngram import common_prefix_len
 
 
-def lookup_agreement(prompt: Sequence[int], text: Sequence[int], k_max: int = K_MAX) -> list[int]:
-    """For each position of `text`, how many tokens of the engine's lookup
-    proposal there (context: prompt + text so far) agree with what follows."""
+class Proposal(NamedTuple):
+    match_n: int  # length of the n-gram match behind it, 0 for no proposal
+    length: int  # tokens proposed
+    agreement: int  # of which this many agree with what follows
+
+
+def lookup_proposals(prompt: Sequence[int], text: Sequence[int], k_max: int = K_MAX) -> list[Proposal]:
+    """The engine's lookup proposal at each position of `text` (context:
+    prompt + text so far), scored against what follows."""
     index = LookupDrafter().index  # the engine's own n-gram settings
     context = list(prompt)
     out = []
     for i in range(len(text)):
         index.sync(context)
-        proposal = index.lookup(min(k_max, len(text) - i))
-        out.append(common_prefix_len(proposal, list(text[i : i + len(proposal)])))
+        proposal, n = index.lookup_with_n(min(k_max, len(text) - i))
+        out.append(Proposal(n, len(proposal), common_prefix_len(proposal, list(text[i : i + len(proposal)]))))
         context.append(text[i])
     return out
+
+
+def lookup_agreement(prompt: Sequence[int], text: Sequence[int], k_max: int = K_MAX) -> list[int]:
+    """For each position of `text`, how many tokens of the engine's lookup
+    proposal there agree with what follows."""
+    return [p.agreement for p in lookup_proposals(prompt, text, k_max)]
 
 
 def fastest_seconds(
@@ -75,10 +97,58 @@ def speedup(seconds: float, n_tokens: int, verify: Callable[[int], float]) -> fl
     return n_tokens * verify(1) / seconds if seconds > 0 else 1.0
 
 
-def by_category(records: list[dict], snapshot: dict, with_draft: bool) -> dict[str, tuple[float, float | None]]:
-    """Per category (in run order) and "overall": the geometric mean over
-    prompts of the hindsight speedup with lookup alone, and with an
-    always-right draft model as well (None when the run had none).
+def match_bucket(match_n: int) -> int:
+    """The planner's grouping of match lengths (Planner._lookup_key)."""
+    return min(max(match_n, 2), LOOKUP_BUCKETS)
+
+
+def rule_seconds(proposals: Sequence[Proposal], rule: dict[int, int], verify: Callable[[int], float]) -> float:
+    """Time to produce the text drafting k = rule[match bucket] lookup tokens
+    at every step (as many as are proposed and fit), the planner's way:
+    a step keeps the agreed prefix plus the target's own token."""
+    i, n, total = 0, len(proposals), 0.0
+    while i < n:
+        p = proposals[i]
+        k = min(rule[match_bucket(p.match_n)], p.length, n - 1 - i) if p.length else 0
+        total += verify(k + 1)
+        i += min(p.agreement, k) + 1
+    return total
+
+
+def rule_speedup(texts: Sequence[Sequence[Proposal]], rule: dict[int, int], verify: Callable[[int], float]) -> float:
+    """Geometric mean over `texts` of the rule's speedup over plain decoding."""
+    return geometric_mean(speedup(rule_seconds(t, rule, verify), len(t), verify) for t in texts if t)
+
+
+def best_rule(texts: Sequence[Sequence[Proposal]], verify: Callable[[int], float], k_max: int = K_MAX) -> dict[int, int]:
+    """The rule k = f(match bucket) with the highest `rule_speedup` over
+    `texts`, by coordinate search from plain decoding (module docstring)."""
+    rule = {b: 0 for b in range(2, LOOKUP_BUCKETS + 1)}
+    best = rule_speedup(texts, rule, verify)
+    improved = True
+    while improved:
+        improved = False
+        for b in rule:
+            for k in range(k_max + 1):
+                trial = {**rule, b: k}
+                s = rule_speedup(texts, trial, verify)
+                if s > best * (1 + 1e-9):
+                    rule, best, improved = trial, s, True
+    return rule
+
+
+class Bounds(NamedTuple):
+    """One row of the report's hindsight table (speedups over plain decoding)."""
+
+    by_match_length: float  # lookup, the best rule k = f(match length) for these texts
+    lookup: float  # lookup, drafting exactly where its proposal holds
+    with_draft: float | None  # and an always-right draft model (None: the run had none)
+
+
+def by_category(records: list[dict], snapshot: dict, with_draft: bool) -> dict[str, Bounds]:
+    """Per category (in run order) and "overall": geometric means over
+    prompts of the hindsight speedups. The best rule is chosen per row: one
+    for the category's texts, one for all texts in "overall".
 
     Texts are the plain runs' (one per prompt); the prices are the planner's
     (a cost snapshot, as the report records them).
@@ -88,18 +158,23 @@ def by_category(records: list[dict], snapshot: dict, with_draft: bool) -> dict[s
     for r in records:
         if r["mode"] == "plain" and r.get("prompt_tokens") and r["tokens"] and r["prompt_id"] not in seen:
             seen[r["prompt_id"]] = (r["category"], r["prompt_tokens"], r["tokens"])
-    per: dict[str, list[tuple[float, float | None]]] = {}
+    per: dict[str, list[tuple[list[Proposal], float, float | None]]] = {}
     for cat, prompt, text in seen.values():
-        agree = lookup_agreement(prompt, text)
+        proposals = lookup_proposals(prompt, text)
+        agree = [p.agreement for p in proposals]
         alone = speedup(fastest_seconds(agree, costs.verify), len(text), costs.verify)
         both = None
         if with_draft:
             seconds = fastest_seconds(agree, costs.verify, lambda k: costs.draft("draft", k))
             both = speedup(seconds, len(text), costs.verify)
-        per.setdefault(cat, []).append((alone, both))
+        per.setdefault(cat, []).append((proposals, alone, both))
     per_all = [x for xs in per.values() for x in xs]
     out = {}
     for cat, xs in list(per.items()) + ([("overall", per_all)] if per_all else []):
-        g_alone = geometric_mean(a for a, _ in xs)
-        out[cat] = (g_alone, geometric_mean(b for _, b in xs) if with_draft else None)
+        texts = [p for p, _, _ in xs]
+        out[cat] = Bounds(
+            by_match_length=rule_speedup(texts, best_rule(texts, costs.verify), costs.verify),
+            lookup=geometric_mean(a for _, a, _ in xs),
+            with_draft=geometric_mean(b for _, _, b in xs) if with_draft else None,
+        )
     return out
