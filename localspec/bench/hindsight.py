@@ -22,8 +22,10 @@ Between that bound and what the planner measured sits a second question:
 how far could the planner's own signal take it? Before a step it sees the
 proposal and the length of the n-gram match behind it (its acceptance
 estimates are kept per match length). The best rule k = f(match length),
-chosen knowing the texts, is what perfect estimates of those acceptance
-rates would buy; what lies beyond it needs foresight of the single match.
+chosen knowing the texts, is what exact acceptance rates per match length,
+fixed for the texts, would buy; what lies beyond it needs foresight of the
+single match. (The planner's estimates move within a reply, so where a text
+changes character it can beat any fixed rule.)
 The rule is found by coordinate search (each length's k in turn, until no
 single change helps): a local optimum, so it can only understate the best
 rule, and it starts from plain decoding, so it never falls below 1.0x.
