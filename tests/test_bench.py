@@ -280,8 +280,10 @@ def test_bench_smoke_on_smollm2(smollm2_path, tmp_path, capsys):
     assert sorted(int(n) for n in costs["calibrated"]["verify_s"]) == list(range(1, K_MAX + 2))
     assert all(s > 0 for s in costs["end_of_run"]["verify_s"].values())
     assert "## Costs measured in this run" in md and "Draft model:" in md
-    # Plain runs carry their prompt's tokens, from which the hindsight bound is computed.
+    # Plain runs carry their prompt's tokens and the costs learned on it, from
+    # which the hindsight bound is computed.
     assert all(r["prompt_tokens"] for r in runs if r["mode"] == "plain")
+    assert all(r["costs"]["verify_s"]["1"] > 0 for r in runs if r["mode"] == "plain")
     assert "## What hindsight allows" in md and "| code-edit |" in md.split("## What hindsight allows")[1]
     # Every run that parted from plain decoding was judged by the lossless rule.
     assert all(r["tie_margin"] >= 0 for r in runs if r["diverges_at"] is not None)

@@ -129,8 +129,12 @@ def random_proposals(rng, n):
 CURVE = {1: 1.0, 2: 1.4, 3: 1.75, 4: 1.85, 5: 2.6}.__getitem__
 
 
+def priced(texts):
+    return [hindsight.PricedText(t, CURVE) for t in texts]
+
+
 def rule_speedup(texts, rule):
-    return hindsight.rule_speedup(texts, rule, CURVE)
+    return hindsight.rule_speedup(priced(texts), rule)
 
 
 def test_a_rule_is_priced_step_by_step():
@@ -146,7 +150,7 @@ def test_a_rule_is_priced_step_by_step():
 def test_best_rule_lies_between_plain_decoding_and_hindsight(seed):
     rng = random.Random(seed)
     texts = [random_proposals(rng, 40) for _ in range(3)]
-    rule = hindsight.best_rule(texts, CURVE, k_max=4)
+    rule = hindsight.best_rule(priced(texts), k_max=4)
     got = rule_speedup(texts, rule)
     assert got >= 1.0 - 1e-12  # the search starts at plain decoding
     foresight = geometric_mean(
@@ -162,5 +166,17 @@ def test_best_rule_lies_between_plain_decoding_and_hindsight(seed):
 
 def test_best_rule_drafts_only_behind_the_matches_that_hold():
     always = [hindsight.Proposal(6, 4, 4), hindsight.Proposal(2, 4, 0)] * 20
-    rule = hindsight.best_rule([always], CURVE, k_max=4)
+    rule = hindsight.best_rule(priced([always]), k_max=4)
     assert rule[2] == 0 and rule[6] > 0
+
+
+def test_each_prompt_is_priced_at_the_costs_recorded_with_it():
+    prompt = [1, 2, 3, 4, 5, 6, 1, 2]
+    flat = {"verify_s": {str(n): 1.0 for n in range(1, 6)}, "draft_token_s": {}}
+    steep = {"verify_s": {str(n): float(n) for n in range(1, 6)}, "draft_token_s": {}}  # a row costs a decode
+    plain = {"category": "copy", "mode": "plain", "tokens": [3, 4, 5, 6], "prompt_tokens": prompt}
+    records = [{**plain, "prompt_id": "a", "costs": steep}, {**plain, "prompt_id": "b"}]  # b: none recorded
+    out = hindsight.by_category(records, flat, with_draft=False)
+    # a at its own costs, where drafting cannot pay (1.0x); b at the run's (4 tokens in one step).
+    assert out["copy"].lookup == pytest.approx(math.sqrt(1.0 * 4.0))
+    assert out["copy"].by_match_length <= out["copy"].lookup + 1e-12

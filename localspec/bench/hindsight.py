@@ -117,23 +117,30 @@ def rule_seconds(proposals: Sequence[Proposal], rule: dict[int, int], verify: Ca
     return total
 
 
-def rule_speedup(texts: Sequence[Sequence[Proposal]], rule: dict[int, int], verify: Callable[[int], float]) -> float:
+class PricedText(NamedTuple):
+    proposals: Sequence[Proposal]  # one per token of the text
+    verify: Callable[[int], float]  # the costs it is priced at
+
+
+def rule_speedup(texts: Sequence[PricedText], rule: dict[int, int]) -> float:
     """Geometric mean over `texts` of the rule's speedup over plain decoding."""
-    return geometric_mean(speedup(rule_seconds(t, rule, verify), len(t), verify) for t in texts if t)
+    return geometric_mean(
+        speedup(rule_seconds(t.proposals, rule, t.verify), len(t.proposals), t.verify) for t in texts if t.proposals
+    )
 
 
-def best_rule(texts: Sequence[Sequence[Proposal]], verify: Callable[[int], float], k_max: int = K_MAX) -> dict[int, int]:
+def best_rule(texts: Sequence[PricedText], k_max: int = K_MAX) -> dict[int, int]:
     """The rule k = f(match bucket) with the highest `rule_speedup` over
     `texts`, by coordinate search from plain decoding (module docstring)."""
     rule = {b: 0 for b in range(2, LOOKUP_BUCKETS + 1)}
-    best = rule_speedup(texts, rule, verify)
+    best = rule_speedup(texts, rule)
     improved = True
     while improved:
         improved = False
         for b in rule:
             for k in range(k_max + 1):
                 trial = {**rule, b: k}
-                s = rule_speedup(texts, trial, verify)
+                s = rule_speedup(texts, trial)
                 if s > best * (1 + 1e-9):
                     rule, best, improved = trial, s, True
     return rule
@@ -152,16 +159,18 @@ def by_category(records: list[dict], snapshot: dict, with_draft: bool) -> dict[s
     prompts of the hindsight speedups. The best rule is chosen per row: one
     for the category's texts, one for all texts in "overall".
 
-    Texts are the plain runs' (one per prompt); the prices are the planner's
-    (a cost snapshot, as the report records them).
+    Texts are the plain runs' (one per prompt); the prices are the planner's:
+    each prompt's text at the costs it had learned by the end of that
+    prompt's runs, or at `snapshot` for results that did not record them.
+    A rule is priced like the texts, each at its own costs.
     """
-    costs = CostModel.from_snapshot(snapshot)
-    seen: dict[str, tuple[str, list[int], list[int]]] = {}
+    seen: dict[str, tuple[str, list[int], list[int], dict]] = {}
     for r in records:
         if r["mode"] == "plain" and r.get("prompt_tokens") and r["tokens"] and r["prompt_id"] not in seen:
-            seen[r["prompt_id"]] = (r["category"], r["prompt_tokens"], r["tokens"])
-    per: dict[str, list[tuple[list[Proposal], float, float | None]]] = {}
-    for cat, prompt, text in seen.values():
+            seen[r["prompt_id"]] = (r["category"], r["prompt_tokens"], r["tokens"], r.get("costs") or snapshot)
+    per: dict[str, list[tuple[PricedText, float, float | None]]] = {}
+    for cat, prompt, text, snap in seen.values():
+        costs = CostModel.from_snapshot(snap)
         proposals = lookup_proposals(prompt, text)
         agree = [p.agreement for p in proposals]
         alone = speedup(fastest_seconds(agree, costs.verify), len(text), costs.verify)
@@ -169,13 +178,13 @@ def by_category(records: list[dict], snapshot: dict, with_draft: bool) -> dict[s
         if with_draft:
             seconds = fastest_seconds(agree, costs.verify, lambda k: costs.draft("draft", k))
             both = speedup(seconds, len(text), costs.verify)
-        per.setdefault(cat, []).append((proposals, alone, both))
+        per.setdefault(cat, []).append((PricedText(proposals, costs.verify), alone, both))
     per_all = [x for xs in per.values() for x in xs]
     out = {}
     for cat, xs in list(per.items()) + ([("overall", per_all)] if per_all else []):
         texts = [p for p, _, _ in xs]
         out[cat] = Bounds(
-            by_match_length=rule_speedup(texts, best_rule(texts, costs.verify), costs.verify),
+            by_match_length=rule_speedup(texts, best_rule(texts)),
             lookup=geometric_mean(a for _, a, _ in xs),
             with_draft=geometric_mean(b for _, _, b in xs) if with_draft else None,
         )

@@ -229,7 +229,8 @@ def hindsight_table(meta: dict, records: list[dict]) -> list[str]:
         "(localspec/bench/hindsight.py): lookup drafts exactly where its proposal agrees with the text, "
         "for as many tokens as pay"
         + (", and a draft model that is never wrong covers the rest wherever that pays" if with_draft else "")
-        + ". Priced with the verify and draft costs learned by the end of the run; geometric mean over "
+        + ". Each prompt is priced with the verify and draft costs the planner had learned by the end of "
+        "its runs (for older results, by the end of the run); geometric mean over "
         "prompts, like the measured speedups. A target above the hindsight column is out of reach for "
         "these drafters on this machine, whatever the planner does. "
         "**best k per match length** is what the planner's own signal allows: before a step it knows "

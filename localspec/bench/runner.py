@@ -156,8 +156,11 @@ def iter_benchmark(
             records += group
         for group in groups:
             check_ties(engine, prompt_tokens, group)
+        # For bench/hindsight.py: what lookup could copy from, and the costs the
+        # planner learned on this prompt (a machine's speed drifts over a long run).
+        costs = engine.planner.costs.snapshot()
         for r in records:
             if r["mode"] == "plain":
-                r["prompt_tokens"] = prompt_tokens  # what lookup could copy from (bench/hindsight.py)
+                r["prompt_tokens"], r["costs"] = prompt_tokens, costs
         yield records
 
