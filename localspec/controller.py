@@ -38,6 +38,11 @@ PROBE_MAX = 1024  # the longest wait after repeated failed probes
 PROBE_BUDGET_STEPS = 4  # a probe may cost at most this many plain steps
 
 
+def lookup_bucket(match_n: int) -> int:
+    """The match-length group whose acceptance estimates a lookup proposal uses."""
+    return min(max(match_n, 2), LOOKUP_BUCKETS)
+
+
 class Acceptance:
     """Per drafter, per position: the chance position i is accepted given i-1 were."""
 
@@ -229,7 +234,7 @@ class Planner:
         return best_k(name, self.acceptance[name], self.costs, K_MAX, behind)
 
     def _lookup_key(self, match_n: int) -> str:
-        return f"lookup{min(max(match_n, 2), LOOKUP_BUCKETS)}"
+        return f"lookup{lookup_bucket(match_n)}"
 
     def _lookup_acceptance(self, match_n: int) -> Survival:
         return self.acceptance[self._lookup_key(match_n)]

@@ -37,7 +37,7 @@ import math
 from typing import Callable, NamedTuple, Sequence
 
 from localspec.bench.aggregate import geometric_mean
-from localspec.controller import K_MAX, LOOKUP_BUCKETS
+from localspec.controller import K_MAX, LOOKUP_BUCKETS, lookup_bucket
 from localspec.costs import CostModel
 from localspec.drafters.lookup import LookupDrafter
 from localspec.ngram import common_prefix_len
@@ -99,11 +99,6 @@ def speedup(seconds: float, n_tokens: int, verify: Callable[[int], float]) -> fl
     return n_tokens * verify(1) / seconds if seconds > 0 else 1.0
 
 
-def match_bucket(match_n: int) -> int:
-    """The planner's grouping of match lengths (Planner._lookup_key)."""
-    return min(max(match_n, 2), LOOKUP_BUCKETS)
-
-
 def rule_seconds(proposals: Sequence[Proposal], rule: dict[int, int], verify: Callable[[int], float]) -> float:
     """Time to produce the text drafting k = rule[match bucket] lookup tokens
     at every step (as many as are proposed and fit), the planner's way:
@@ -111,7 +106,7 @@ def rule_seconds(proposals: Sequence[Proposal], rule: dict[int, int], verify: Ca
     i, n, total = 0, len(proposals), 0.0
     while i < n:
         p = proposals[i]
-        k = min(rule[match_bucket(p.match_n)], p.length, n - 1 - i) if p.length else 0
+        k = min(rule[lookup_bucket(p.match_n)], p.length, n - 1 - i)  # no proposal: length 0
         total += verify(k + 1)
         i += min(p.agreement, k) + 1
     return total
