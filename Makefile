@@ -7,15 +7,21 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install models test chat bench clean
+.PHONY: install models test test-fast chat bench clean
 
+# llama-cpp-python is built by localspec/llama_build.py, not by pip's resolver:
+# AMX off for GCC < 13 on x86, and a wheel folder keyed by CPU, compiler and
+# CMAKE_ARGS instead of pip's cache. It runs on every install and rebuilds only
+# when the venv's build does not match this machine.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m localspec.llama_build
 	$(BIN)/python -m pip install -q -e '.[test]'
 	touch $@
 
 install: $(STAMP)
+	$(BIN)/python -m localspec.llama_build
 
 models: install
 	$(BIN)/localspec pull smollm2-135m
@@ -24,6 +30,10 @@ models: install
 test: models
 	$(BIN)/python -m pytest -q
 	LOCALSPEC=$(BIN)/localspec bash scripts/tui_tmux_check.sh smollm2-135m lookup
+
+# The pure tests (no GGUF model runs): under a minute, for development.
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not models and not slow"
 
 chat: install
 	$(BIN)/localspec pull qwen2.5-coder

@@ -41,11 +41,24 @@ def _quiet_log(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
 
 
 def _init_backend() -> None:
-    global _backend_ready
+    global _backend_ready, _avoid_amx
     if not _backend_ready:
         llama_cpp.llama_log_set(_quiet_log, ctypes.c_void_p(0))
         llama_cpp.llama_backend_init()
+        from localspec import llama_build
+
+        _avoid_amx = llama_build.crashes_here(llama_cpp.llama_print_system_info().decode(errors="replace"))
+        if _avoid_amx:
+            sys.stderr.write(
+                "localspec: warning: this llama-cpp-python was built with AMX by GCC < 13 and would crash on this "
+                "CPU; loading without llama.cpp's extra CPU kernels (slower). Rebuild: make install\n"
+            )
         _backend_ready = True
+
+
+# A GCC < 13 build with AMX faults at its first AMX matmul (localspec/llama_build.py).
+# Weights kept out of llama.cpp's extra CPU buffer types never reach that kernel.
+_avoid_amx = False
 
 
 def default_threads() -> int:
@@ -61,10 +74,13 @@ class Model:
 
     def __init__(self, path: str | Path, *, n_gpu_layers: int = 0, load_mtp: bool = False):
         _init_backend()
+        self.ptr = None
         self.path = Path(path)
         params = llama_cpp.llama_model_default_params()
         params.n_gpu_layers = n_gpu_layers
         params.load_mtp = load_mtp
+        if _avoid_amx:
+            params.use_extra_bufts = False
         model = llama_cpp.llama_model_load_from_file(str(self.path).encode(), params)
         if not model:
             raise LocalspecError(f"llama.cpp could not load model: {self.path}")
@@ -184,6 +200,7 @@ class Context:
         a model with recurrent state (the longest draft); plain attention caches
         can always be cut anywhere."""
         self.model = model
+        self.ptr = None  # until llama.cpp hands one out: close() must work on a failed init
         params = llama_cpp.llama_context_default_params()
         # Drafts longer than this would cut deeper than the snapshots reach.
         self.max_rollback = rollback if model.has_recurrent_state else None
@@ -213,7 +230,8 @@ class Context:
         self.ptr = ctx
         self.memory = llama_cpp.llama_get_memory(ctx)
         self.n_ctx = llama_cpp.llama_n_ctx(ctx)
-        self.n_batch = n_batch
+        # llama.cpp clamps the batch to the context; a longer chunk aborts in an assert.
+        self.n_batch = min(n_batch, llama_cpp.llama_n_batch(ctx), llama_cpp.llama_n_ubatch(ctx))
         self.n_vocab = model.n_vocab
         self.tokens: list[int] = []
         self.decode_s = 0.0  # total seconds inside llama_decode: the rest of a step is our overhead

@@ -3,11 +3,30 @@ by `make models`, or here on first use) and tiny ones written by fixtures."""
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
 from localspec.registry import ensure_local, resolve_model
+
+# Calibrations made under the suite's load (and of its fixture files) go to a
+# file of the run's own, inherited by the CLI and server processes it starts.
+os.environ.setdefault(
+    "LOCALSPEC_CALIBRATION_FILE", os.path.join(tempfile.mkdtemp(prefix="localspec-tests-"), "calibration.json")
+)
+
+MODEL_FIXTURES = {"smollm2_path", "qwen_target_path", "qwen_draft_path", "tiny_f32_path", "tiny_f32_draft_path",
+                  "tiny_mtp_path"}  # fmt: skip
+
+
+def pytest_collection_modifyitems(config, items):
+    # `make test-fast` deselects these: every test that runs a model says so
+    # through its fixtures (or marks itself `models` when it starts one by name).
+    for item in items:
+        if MODEL_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.models)
 
 
 def _model(name: str) -> Path:

@@ -9,6 +9,7 @@ from localspec import calibrate
 
 def test_cache_keeps_the_least_disturbed_figure_and_the_newest_entries(tmp_path, monkeypatch):
     monkeypatch.setenv("LOCALSPEC_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv("LOCALSPEC_CALIBRATION_FILE", raising=False)
     keys = {"target": "verify:a", "draft": "draft:b"}
     calibrate.remember(keys, {1: 0.05, 2: 0.09}, {"draft": 0.02})
     calibrate.remember(keys, {1: 0.07, 3: 0.12}, {"draft": 0.01})
@@ -34,6 +35,7 @@ def test_calibration_prices_every_size_the_planner_can_choose(tmp_path, monkeypa
     from localspec.controller import K_MAX
 
     monkeypatch.setenv("LOCALSPEC_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv("LOCALSPEC_CALIBRATION_FILE", raising=False)
     model = Model(smollm2_path)
     target, draft = Context(model, n_ctx=256), Context(model, n_ctx=256)
     keys = calibrate.keys_for(target, draft, 2, (0, 0))

@@ -14,6 +14,8 @@ from localspec.drafters.draft_model import DraftModelDrafter
 from localspec.generate import GenerateOptions, Generation
 from localspec.verify import SamplingParams
 
+pytestmark = pytest.mark.models  # its model fixtures are named in parametrize
+
 # SmolLM2 is quantised (Q4_1): decoding the same tokens in batches of other
 # sizes takes other matmul paths, so logits differ in the last bits even with
 # no rollback at all. Measured here over 1000 tokens (one 512-batch vs chunks

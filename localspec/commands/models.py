@@ -180,6 +180,10 @@ def pair_needs(reg: Registry, name: str | None) -> dict:
 def handle_doctor(args: argparse.Namespace) -> int:
     import llama_cpp
 
+    from localspec import llama_build
+
+    system_info = llama_cpp.llama_print_system_info().decode(errors="replace").strip(" |")
+    build = llama_build.describe(system_info)
     reg = load_registry()
     entries = [e for e in inventory(reg) if e.info]
     mem = memory_info()
@@ -188,7 +192,8 @@ def handle_doctor(args: argparse.Namespace) -> int:
         "python": platform.python_version(),
         "llama_cpp_python": llama_cpp.__version__,
         "gpu_offload": bool(llama_cpp.llama_supports_gpu_offload()),
-        "system_info": llama_cpp.llama_print_system_info().decode(errors="replace").strip(" |"),
+        "system_info": system_info,
+        "build": build,
         "cpu_cores": os.cpu_count(),
         "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "memory": mem,
@@ -203,6 +208,8 @@ def handle_doctor(args: argparse.Namespace) -> int:
     print(f"llama-cpp-python {report['llama_cpp_python']} (Python {report['python']})")
     print(f"GPU offload: {'available' if report['gpu_offload'] else 'not in this build (CPU only)'}")
     print(f"backend: {report['system_info']}")
+    for line in _build_lines(build):
+        print(line)
     print(f"cores: {report['usable_cores']} usable of {report['cpu_cores']}")
     if mem:
         print(f"memory: {mem['MemAvailable'] / gib:.1f} GiB available of {mem['MemTotal'] / gib:.1f} GiB")
@@ -214,6 +221,20 @@ def handle_doctor(args: argparse.Namespace) -> int:
     for step in report["next"]:
         print(f"next: {step}")
     return 0
+
+
+def _build_lines(build: dict) -> list[str]:
+    by = build["compiler"].replace("GCC: ", "GCC ") or "an unknown compiler"
+    guard = ", AMX off (GCC < 13 guard)" if build["amx_guard"] else ""
+    lines = [f"build: CPU features {' '.join(build['features']) or 'none reported'}; compiled by {by}{guard}"]
+    if build["amx_crash_risk"]:
+        lines.append("warning: this llama-cpp-python uses AMX and was compiled by GCC < 13, which crashes on this "
+                     "CPU at the first decode; localspec loads models without the AMX kernels (slower): "
+                     "rebuild with `make install`")  # fmt: skip
+    elif not build["matches_this_machine"]:
+        lines.append("note: llama-cpp-python was not built by localspec for this CPU, compiler and CMAKE_ARGS "
+                     "(a cached wheel may be another machine's); `make install` rebuilds it if needed")  # fmt: skip
+    return lines
 
 
 def _next_steps(reg: Registry, need: dict, mem: dict[str, int] | None) -> list[str]:
