@@ -27,6 +27,11 @@ REPEATS = 2
 
 
 def _cache_file() -> Path:
+    # The test suite points this elsewhere: its fixtures and busy runs must not
+    # become the figures a user's next session starts from.
+    override = os.environ.get("LOCALSPEC_CALIBRATION_FILE")
+    if override:
+        return Path(override).expanduser()
     from localspec.fetch import cache_dir
 
     return cache_dir() / "calibration.json"
@@ -42,17 +47,23 @@ def _time_rows(ctx: Context, rows: tuple[int, ...], seed_tokens: list[int]) -> d
     """Seconds to decode each row count after a short prefix, the best of
     REPEATS: the least-disturbed measurement. The prefix is decoded once; the
     repeats go round all sizes so a slow moment does not fall on one size."""
+    prefix = _prefix(ctx, max(rows))
     ctx.truncate(0)
-    ctx.decode(seed_tokens[:PREFIX], logits="none")
+    ctx.decode(seed_tokens[:prefix], logits="none")
     best = {n: float("inf") for n in rows}
     for _ in range(REPEATS):
         for n in rows:
             t = time.perf_counter()
-            ctx.decode(seed_tokens[PREFIX : PREFIX + n], logits="all")
+            ctx.decode(seed_tokens[prefix : prefix + n], logits="all")
             best[n] = min(best[n], time.perf_counter() - t)
-            ctx.truncate(PREFIX)
+            ctx.truncate(prefix)
     ctx.truncate(0)
     return best
+
+
+def _prefix(ctx: Context, rows: int) -> int:
+    """PREFIX, or less where a small context must still hold it plus `rows`."""
+    return max(1, min(PREFIX, ctx.n_ctx - rows))
 
 
 def _covers(entry: dict | None, rows: tuple[int, ...]) -> bool:
@@ -101,11 +112,12 @@ def keys_for(
 
 def _time_mtp_token(mtp, target: Context, tokens: list[int]) -> float:
     """Seconds per MTP head decode, from a 4-token draft after a short prefix."""
+    prefix = _prefix(target, 5)
     target.truncate(0)
-    target.decode(tokens[:PREFIX], logits="none")
+    target.decode(tokens[:prefix], logits="none")
     best = float("inf")
     for _ in range(REPEATS):
-        mtp.propose(tokens[: PREFIX + 1], 4, SamplingParams(), None)
+        mtp.propose(tokens[: prefix + 1], 4, SamplingParams(), None)
         n, s = mtp.last_draft
         if n:
             best = min(best, s / n)

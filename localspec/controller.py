@@ -208,13 +208,14 @@ class Planner:
                 model_drafter.cum_p_min = 0.0
         if method != "auto" and not eng.auto_draft:
             return method, eng.drafter_for(method), eng.draft_max
-        candidates = [m for m in ("lookup", "draft", "mtp") if m in eng.methods] if method == "auto" else [method]
+        candidates = self._candidates(method)
+        limit = max(0, min(eng.auto_limit, K_MAX))
         choice = Choice("none", 0, 1.0 / self.costs.verify(1))
         for name in candidates:
-            c = self._choose(name, context)
+            c = self._choose(name, context, limit)
             if c.rate > choice.rate:
                 choice = c
-        probe = self._probe(candidates, choice, context)
+        probe = self._probe(candidates, choice, context, limit) if limit else None
         if probe is not None:
             choice = probe
         if choice.k == 0:
@@ -223,15 +224,29 @@ class Planner:
             self._tune_draft_stop(choice.method)
         return choice.method, eng.drafter_for(choice.method), choice.k
 
-    def _choose(self, name: str, context: Sequence[int]) -> Choice:
+    def _candidates(self, method: str) -> list[str]:
+        """The single drafters whose estimates this step weighs.
+
+        `auto` weighs every drafter there is; a fixed method with automatic
+        length weighs only its own, and "draft+lookup" is its members in its
+        order: lookup when it has a proposal, else the draft model.
+        """
+        if method == "auto":
+            return [m for m in ("lookup", "draft", "mtp") if m in self.engine.methods]
+        if method == "draft+lookup":
+            return ["lookup"] if self._lookup_available else ["draft"]
+        return [method]
+
+    def _choose(self, name: str, context: Sequence[int], limit: int) -> Choice:
         if name == "lookup":
             # The proposal is free to compute: only its length is in question.
             if not self._lookup_available:
                 return Choice("none", 0, 0.0)
             lookup = self.engine.lookup
-            return best_k(name, self._lookup_acceptance(lookup.last_match_n), self.costs, self._lookup_available)
+            cap = min(self._lookup_available, limit)
+            return best_k(name, self._lookup_acceptance(lookup.last_match_n), self.costs, cap)
         behind = self.engine.draft_model.behind(context) if name == "draft" else 1
-        return best_k(name, self.acceptance[name], self.costs, K_MAX, behind)
+        return best_k(name, self.acceptance[name], self.costs, limit, behind)
 
     def _lookup_key(self, match_n: int) -> str:
         return f"lookup{lookup_bucket(match_n)}"
@@ -249,7 +264,7 @@ class Planner:
         if tokens:
             self.lookup_scores.propose(context, list(tokens), self._lookup_key(lookup.last_match_n))
 
-    def _probe(self, candidates: list[str], choice: Choice, context: Sequence[int]) -> Choice | None:
+    def _probe(self, candidates: list[str], choice: Choice, context: Sequence[int], limit: int = K_MAX) -> Choice | None:
         """After a drafter has been passed over for a while, try it once with a
         short draft: its acceptance may have changed with the text. Each probe
         that does not win the drafter back doubles the wait (a probe of the
@@ -267,7 +282,7 @@ class Planner:
                 self.idle_steps[name] = 0
                 self.probe_after[name] = min(wait * 2, PROBE_MAX)
                 self._probing = True
-                return Choice(name, 2, 0.0)
+                return Choice(name, min(2, limit), 0.0)
         self._probing = False
         return None
 

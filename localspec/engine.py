@@ -84,6 +84,8 @@ class Engine:
         self.draft_max = draft_max
         # With a fixed method, let the planner pick k (0 included) from measured costs.
         self.auto_draft = False
+        # The most the planner may draft when it picks the length (auto, or auto_draft).
+        self.auto_limit = K_MAX
         self.planner = Planner(self, costs or CostModel())
         self._calibration_keys = calibration_keys
         self.warnings: list[str] = []
@@ -217,6 +219,8 @@ def open_engine(
 
 
 DRAFT_MODEL_METHODS = ("draft", "draft+lookup")
+# A verify batch (up to K_MAX + 1 rows) and calibration's short prefix must fit.
+MIN_N_CTX = 32
 
 
 def load_engine(
@@ -277,10 +281,13 @@ def load_engine(
         return ms, info
 
     tset, tinfo = settings(target, n_gpu_layers)
+    if tset.n_ctx < MIN_N_CTX:
+        raise LocalspecError(f"a context of {tset.n_ctx} tokens is too small: n_ctx must be at least {MIN_N_CTX}")
     dset = dinfo = None
     if draft is not None:
         dset, dinfo = settings(draft, n_gpu_layers_draft)
         check_compatible(tinfo.vocab, dinfo.vocab, tset.path, dset.path)
+    check_memory(tset.n_ctx, [tinfo] + ([dinfo] if dinfo else []))
     engine = open_engine(
         tset,
         dset,
@@ -294,6 +301,24 @@ def load_engine(
     engine.auto_draft = auto_draft
     engine.warnings = setup_warnings(tset, tinfo, dset, dinfo)
     return engine
+
+
+def check_memory(n_ctx: int, infos: list) -> None:
+    """Refuse a context whose KV caches cannot fit in memory: llama.cpp would
+    fail to allocate them, or the kernel's OOM killer would end the process."""
+    from localspec.commands.models import memory_info
+
+    mem = memory_info()
+    per_token = [i.kv_bytes_per_token() for i in infos]
+    if mem is None or None in per_token:
+        return
+    need = sum(i.file_size for i in infos) + n_ctx * sum(per_token)
+    if need > mem["MemTotal"]:
+        gib = 2**30
+        raise LocalspecError(
+            f"n_ctx {n_ctx} needs about {need / gib:.1f} GiB for weights and KV cache, "
+            f"more than this machine's {mem['MemTotal'] / gib:.1f} GiB; lower --n-ctx"
+        )
 
 
 def setup_warnings(tset: ModelSettings, tinfo, dset: ModelSettings | None, dinfo) -> list[str]:

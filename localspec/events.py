@@ -106,7 +106,13 @@ class Counters:
 
 @dataclass(frozen=True)
 class StepEvent:
-    """One verify step: the tokens it emitted and what it cost."""
+    """One verify step: the tokens it released to the reader and what it cost.
+
+    Without stop strings those are exactly the tokens the step emitted. With
+    them, a token whose text could still begin a stop string is held back and
+    released by a later step (or clipped where the stop string starts), so the
+    `text` of all events always adds up to the result's text.
+    """
 
     tokens: tuple[EmittedToken, ...]
     pieces: tuple[str, ...]  # text each token added, in order (a piece may be "" mid-UTF-8)

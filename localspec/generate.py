@@ -88,7 +88,7 @@ class Generation:
 
         generated: list[int] = []
         trace: list[EmittedToken] = []
-        text = ""
+        release = StopHoldback(opts.stop)
         stop_reason: StopReason | None = None
         gen_start = time.perf_counter()
 
@@ -144,16 +144,16 @@ class Generation:
             for d in self.drafters:
                 d.observe(context, n_acc)
 
-            pieces = [text_stream.push(t.id) for t in emitted]
-            if opts.stop:
-                full = text + "".join(pieces)
-                cut = _first_stop(full, len(text), opts.stop)
-                if cut is not None:
-                    stop_reason = "stop"
-                    pieces = _clip_pieces(pieces, max(0, cut - len(text)))
-                    text = full[:cut] if cut < len(text) else text
+            # The loop ends after this step on these; a held-back tail is released now.
+            last = (
+                stop_reason is not None
+                or len(generated) >= opts.max_tokens
+                or len(self.target.tokens) >= self.target.n_ctx
+            )
+            shown, pieces, hit = release.push(emitted, [text_stream.push(t.id) for t in emitted], last)
+            if hit:
+                stop_reason = "stop"
             delta = "".join(pieces)
-            text += delta
 
             counters.record_step(len(draft_tokens), n_acc)
             counters.n_generated = len(generated)
@@ -161,7 +161,7 @@ class Generation:
             counters.verify_s += step_end - verify_start
             counters.gen_s = time.perf_counter() - gen_start
             event = StepEvent(
-                tokens=tuple(emitted),
+                tokens=tuple(shown),
                 pieces=tuple(pieces),
                 text=delta,
                 method=method,
@@ -177,7 +177,58 @@ class Generation:
             yield event
 
         counters.gen_s = time.perf_counter() - gen_start
-        self.result = GenerationResult(text, generated, stop_reason, counters, trace)
+        self.result = GenerationResult(release.text, generated, stop_reason, counters, trace)
+
+
+class StopHoldback:
+    """Releases generated text to the reader, holding back what a stop string may still claim.
+
+    A stop string can start in one step and end in a later one, and text once
+    streamed cannot be taken back. So the last `max(len(stop)) - 1` characters
+    wait until the next step decides them (no stop strings: nothing waits).
+    Tokens are released whole, with their text; the token a stop string starts
+    in is released clipped, and nothing after it. On the last step everything
+    left is released, so the streamed pieces always add up to `text`.
+    """
+
+    def __init__(self, stops: Sequence[str]):
+        self.stops = tuple(s for s in stops if s)
+        self.keep = max((len(s) for s in self.stops), default=1) - 1
+        self.full = ""  # every character generated
+        self.shown = 0  # characters released
+        self.checked = 0  # characters already searched for stops
+        self.held: list[tuple[EmittedToken, str]] = []
+
+    @property
+    def text(self) -> str:
+        return self.full[: self.shown]
+
+    def push(
+        self, tokens: Sequence[EmittedToken], pieces: Sequence[str], last: bool
+    ) -> tuple[list[EmittedToken], list[str], bool]:
+        """Add a step's tokens; return the tokens and text released now, and whether a stop string hit."""
+        self.held.extend(zip(tokens, pieces))
+        self.full += "".join(pieces)
+        cut = _first_stop(self.full, self.checked, self.stops) if self.stops else None
+        self.checked = len(self.full)
+        limit = cut if cut is not None else len(self.full) if last else len(self.full) - self.keep
+        out_tokens: list[EmittedToken] = []
+        out_pieces: list[str] = []
+        while self.held:
+            token, piece = self.held[0]
+            if self.shown + len(piece) > limit:
+                if cut is not None and self.shown < limit:
+                    out_tokens.append(token)
+                    out_pieces.append(piece[: limit - self.shown])
+                    self.shown = limit
+                break
+            out_tokens.append(token)
+            out_pieces.append(piece)
+            self.shown += len(piece)
+            self.held.pop(0)
+        if cut is not None:
+            self.held.clear()
+        return out_tokens, out_pieces, cut is not None
 
 
 def _first_stop(full: str, checked: int, stops: Sequence[str]) -> int | None:
@@ -190,13 +241,3 @@ def _first_stop(full: str, checked: int, stops: Sequence[str]) -> int | None:
             if h >= 0:
                 hits.append(h)
     return min(hits) if hits else None
-
-
-def _clip_pieces(pieces: list[str], n_chars: int) -> list[str]:
-    out: list[str] = []
-    for p in pieces:
-        if n_chars <= 0:
-            break
-        out.append(p[:n_chars])
-        n_chars -= len(out[-1])
-    return out

@@ -43,6 +43,7 @@ class FakeEngine:
         self.methods = ("auto", "draft", "lookup", "none")
         self.auto_draft = False
         self.draft_max = 4
+        self.auto_limit = K_MAX
         self.draft_model = type(
             "D",
             (),
@@ -312,3 +313,28 @@ def test_auto_follows_the_text_in_and_out_of_copying_without_probes():
     assert sum(k > 0 for k in novel[-50:]) == 0, "kept drafting wrong proposals"
     assert sum(k > 0 for k in novel[:10]) <= 5
     assert all(k >= 3 for k in copy2[3:]), "did not resume when the text copied again"
+
+
+def test_draft_plus_lookup_with_automatic_length_weighs_its_members():
+    """Lookup first when it has a proposal, else the draft model; k from their estimates."""
+    truth = list(range(10_000))
+    engine = FakeEngine()
+    engine.method, engine.auto_draft = "draft+lookup", True
+    engine.methods = ("auto", "draft", "lookup", "draft+lookup", "none")
+    engine.lookup = ScriptedLookup(truth)
+    planner = Planner(engine, costs(0.07, 0.001, 0.001))  # rows and drafts cheap: drafting pays
+    engine.lookup.copying = True
+    assert planner.plan(truth[:10])[0] == "lookup"
+    engine.lookup = FakeEngine().lookup  # no match: nothing to propose
+    method, drafter, k = planner.plan(truth[:12])
+    assert (method, drafter) == ("draft", "draft") and k > 0
+
+
+def test_auto_limit_caps_what_the_planner_drafts():
+    engine = FakeEngine()
+    planner = Planner(engine, costs(0.07, 0.001, 0.001))
+    assert planner.plan([1, 2, 3])[2] > 2
+    engine.auto_limit = 2
+    assert planner.plan([1, 2, 3])[2] == 2
+    engine.auto_limit = 0
+    assert planner.plan([1, 2, 3]) == ("none", None, 0)
