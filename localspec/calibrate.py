@@ -117,8 +117,7 @@ def _time_mtp_token(mtp, target: Context, tokens: list[int]) -> float:
     target.decode(tokens[:prefix], logits="none")
     best = float("inf")
     for _ in range(REPEATS):
-        mtp.propose(tokens[: prefix + 1], 4, SamplingParams(), None)
-        n, s = mtp.last_draft
+        n, s = mtp.propose(tokens[: prefix + 1], 4, SamplingParams(), None).work.singles
         if n:
             best = min(best, s / n)
     target.truncate(0)

@@ -20,10 +20,10 @@ the estimates follow what the last steps actually did.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from localspec.costs import CostModel, RunningMean
-from localspec.drafters import Drafter
+from localspec.drafters import Drafter, StepPlan
 from localspec.events import StepEvent
 
 LOOKUP_BUCKETS = 6  # match lengths 2..5 apart, 6 and longer together
@@ -165,8 +165,27 @@ def best_k(name: str, acc: Acceptance | Survival, costs: CostModel, k_cap: int, 
     return best
 
 
+@dataclass
+class PlannerSettings:
+    """What the user chose; a front end changes these between (or during) replies."""
+
+    method: str = "auto"
+    draft_max: int = 4  # k for a fixed method with fixed length
+    auto_draft: bool = False  # a fixed method, but the planner picks k (0 included)
+    auto_limit: int = K_MAX  # the most the planner may draft when it picks k
+
+
+# Prior acceptance per position for a model drafter the planner has not seen yet.
+MODEL_PRIORS = {"draft": [0.7, 0.7, 0.65, 0.6], "mtp": [0.6, 0.5, 0.4]}
+DEFAULT_PRIOR = [0.6, 0.5, 0.4]
+
+
 class Planner:
     """The engine's step planner: fixed settings, or chosen from measurements.
+
+    It holds the settings, the drafters by name and the lookup drafter it
+    scores, and learns only from the step events it is given: which drafter
+    made the draft, whether a model ran and what that cost, what was accepted.
 
     Every step is recorded, whatever chose it, so the estimates are warm when
     the user switches to `auto` or to automatic draft length. Every step also
@@ -175,14 +194,21 @@ class Planner:
     steps that ran them, and probed now and then when sidelined.
     """
 
-    def __init__(self, engine, costs: CostModel | None = None):
-        self.engine = engine
+    def __init__(
+        self,
+        settings: PlannerSettings,
+        drafters: Mapping[str, Drafter],
+        lookup: Drafter | None = None,
+        costs: CostModel | None = None,
+    ):
+        self.settings = settings
+        self.drafters = drafters
+        self.lookup = lookup
         self.costs = costs or CostModel()
         # Priors: lookup is right more often at short range; a same-family draft model
         # agrees with its target most of the time on the first tokens.
         self.acceptance: dict[str, Acceptance | Survival] = {
-            "draft": Acceptance([0.7, 0.7, 0.65, 0.6]),
-            "mtp": Acceptance([0.6, 0.5, 0.4]),
+            name: Acceptance(MODEL_PRIORS.get(name, DEFAULT_PRIOR)) for name in self._model_drafters()
         }
         # Lookup acceptance depends mostly on how long the matched n-gram was.
         for n in range(2, LOOKUP_BUCKETS + 1):
@@ -190,26 +216,27 @@ class Planner:
         self.idle_steps: dict[str, int] = {}
         self.probe_after: dict[str, int] = {}
         self._probing = False
-        self._proposals_at_plan: dict[str, int] = {}  # model drafters' proposal counts when the step began
         self.lookup_scores = LookupScores()
         self._lookup_available = 0  # length of this step's lookup proposal
+        self._lookup_match_n = 0  # and the n-gram length behind it
 
-    def plan(self, context: Sequence[int]) -> tuple[str, Drafter | None, int]:
-        eng = self.engine
-        method = eng.method
-        self._proposals_at_plan = {
-            name: d.proposals for name, d in (("draft", eng.draft_model), ("mtp", eng.mtp)) if d is not None
-        }
+    def _single_drafters(self) -> list[str]:
+        """Drafters that draft by themselves (not a combination of others)."""
+        return [name for name, d in self.drafters.items() if not getattr(d, "members", None)]
+
+    def _model_drafters(self) -> list[str]:
+        return [name for name in self._single_drafters() if name != "lookup"]
+
+    def plan(self, context: Sequence[int]) -> StepPlan:
+        settings = self.settings
+        method = settings.method
         self._score_lookup(context)
         if method == "none":
-            return "none", None, 0
-        for model_drafter in (eng.draft_model, eng.mtp):
-            if model_drafter is not None:
-                model_drafter.cum_p_min = 0.0
-        if method != "auto" and not eng.auto_draft:
-            return method, eng.drafter_for(method), eng.draft_max
+            return StepPlan("none", None, 0)
+        if method != "auto" and not settings.auto_draft:
+            return StepPlan(method, self.drafters[method], settings.draft_max)
         candidates = self._candidates(method)
-        limit = max(0, min(eng.auto_limit, K_MAX))
+        limit = max(0, min(settings.auto_limit, K_MAX))
         choice = Choice("none", 0, 1.0 / self.costs.verify(1))
         for name in candidates:
             c = self._choose(name, context, limit)
@@ -219,22 +246,23 @@ class Planner:
         if probe is not None:
             choice = probe
         if choice.k == 0:
-            return "none", None, 0
-        if choice.method in ("draft", "mtp"):
-            self._tune_draft_stop(choice.method)
-        return choice.method, eng.drafter_for(choice.method), choice.k
+            return StepPlan("none", None, 0)
+        stop_below = self._draft_stop(choice.method) if choice.method != "lookup" else 0.0
+        return StepPlan(choice.method, self.drafters[choice.method], choice.k, stop_below)
 
     def _candidates(self, method: str) -> list[str]:
         """The single drafters whose estimates this step weighs.
 
         `auto` weighs every drafter there is; a fixed method with automatic
-        length weighs only its own, and "draft+lookup" is its members in its
-        order: lookup when it has a proposal, else the draft model.
+        length weighs only its own, and a combined one (\"draft+lookup\") its
+        members in its order, skipping lookup when it has no proposal.
         """
         if method == "auto":
-            return [m for m in ("lookup", "draft", "mtp") if m in self.engine.methods]
-        if method == "draft+lookup":
-            return ["lookup"] if self._lookup_available else ["draft"]
+            return self._single_drafters()
+        members = getattr(self.drafters[method], "members", None)
+        if members:
+            usable = [m for m in members if m != "lookup" or self._lookup_available]
+            return usable[:1]
         return [method]
 
     def _choose(self, name: str, context: Sequence[int], limit: int) -> Choice:
@@ -242,10 +270,9 @@ class Planner:
             # The proposal is free to compute: only its length is in question.
             if not self._lookup_available:
                 return Choice("none", 0, 0.0)
-            lookup = self.engine.lookup
             cap = min(self._lookup_available, limit)
-            return best_k(name, self._lookup_acceptance(lookup.last_match_n), self.costs, cap)
-        behind = self.engine.draft_model.behind(context) if name == "draft" else 1
+            return best_k(name, self._lookup_acceptance(self._lookup_match_n), self.costs, cap)
+        behind = self.drafters[name].behind(context)
         return best_k(name, self.acceptance[name], self.costs, limit, behind)
 
     def _lookup_key(self, match_n: int) -> str:
@@ -258,11 +285,13 @@ class Planner:
         """Learn from the proposals the text has now decided; make this step's."""
         for key, position, accepted in self.lookup_scores.resolve(context):
             self.acceptance[key].observe(position, accepted)
-        lookup = self.engine.lookup
-        tokens = lookup.propose(context, K_MAX, None, None).tokens
-        self._lookup_available = len(tokens)
-        if tokens:
-            self.lookup_scores.propose(context, list(tokens), self._lookup_key(lookup.last_match_n))
+        if self.lookup is None:
+            self._lookup_available = 0
+            return
+        draft = self.lookup.propose(context, K_MAX, None, None)
+        self._lookup_available, self._lookup_match_n = len(draft.tokens), draft.match_n
+        if draft.tokens:
+            self.lookup_scores.propose(context, list(draft.tokens), self._lookup_key(draft.match_n))
 
     def _probe(self, candidates: list[str], choice: Choice, context: Sequence[int], limit: int = K_MAX) -> Choice | None:
         """After a drafter has been passed over for a while, try it once with a
@@ -299,35 +328,29 @@ class Planner:
     def _cheap_to_try(self, name: str, context: Sequence[int]) -> bool:
         """A probe after a long prompt would first decode all of it with the draft
         model (seconds on a CPU): only probe when catching up costs a few steps."""
-        behind = self.engine.draft_model.behind(context) if name == "draft" else 1
-        return self.costs.draft(name, 1, behind) <= PROBE_BUDGET_STEPS * self.costs.verify(1)
+        behind = self.drafters[name].behind(context)
+        return self.costs.draft(name, 1, max(behind, 1)) <= PROBE_BUDGET_STEPS * self.costs.verify(1)
 
-    def _tune_draft_stop(self, name: str) -> None:
-        # Drafting one more token pays if the chance that it and all before it are
-        # accepted, times the plain cost of a token, exceeds what it costs to draft and
-        # verify it. The drafter's own running probability stands in for that chance.
+    def _draft_stop(self, name: str) -> float:
+        """The drafter's stop threshold for this step.
+
+        Drafting one more token pays if the chance that it and all before it are
+        accepted, times the plain cost of a token, exceeds what it costs to draft and
+        verify it. The drafter's own running probability stands in for that chance.
+        """
         c = self.costs
         marginal = c.draft(name, 1) + max(c.verify(3) - c.verify(2), 0.0)
-        drafter = self.engine.mtp if name == "mtp" else self.engine.draft_model
-        drafter.cum_p_min = min(0.95, marginal / c.verify(1))
+        return min(0.95, marginal / c.verify(1))
 
     def record(self, event: StepEvent) -> None:
         self.costs.record_verify(event)
-        dm, mtp = self.engine.draft_model, self.engine.mtp
-        before = self._proposals_at_plan
-        used_draft_model = dm is not None and dm.proposals != before.get("draft", dm.proposals)
-        used_mtp = mtp is not None and mtp.proposals != before.get("mtp", mtp.proposals)
-        if used_draft_model:
-            self.costs.record_draft_model(dm.last_catch_up, dm.last_singles)
-        if used_mtp:
-            self.costs.record_draft_tokens("mtp", mtp.last_draft)
-        if (used_draft_model or used_mtp) and not event.drafted:
-            # Asked, ran, then too unsure to propose anything: as costly as a
-            # rejected token, and counted as one so the planner stops asking.
-            self.acceptance["draft" if used_draft_model else "mtp"].record(1, 0)
-        if event.drafted:
-            if used_draft_model:
-                self.acceptance["draft"].record(event.drafted, event.accepted)
-            elif used_mtp:
-                self.acceptance["mtp"].record(event.drafted, event.accepted)
-            # Lookup drafts are learned from LookupScores, used or not.
+        source = event.source
+        if not event.ran or source not in self.acceptance:
+            return  # lookup drafts are learned from LookupScores, used or not
+        if event.work.catch_up[0]:
+            self.costs.record_draft_model(event.work.catch_up, event.work.singles)
+        else:
+            self.costs.record_draft_tokens(source, event.work.singles)
+        # Asked, ran, then too unsure to propose anything: as costly as a
+        # rejected token, and counted as one so the planner stops asking.
+        self.acceptance[source].record(event.drafted or 1, event.accepted)

@@ -21,7 +21,7 @@ from localspec.drafters.draft_model import DraftModelDrafter
 from localspec.drafters.lookup import LookupDrafter
 from localspec.drafters.mtp import MtpDrafter
 from localspec.errors import LocalspecError
-from localspec.controller import K_MAX, Planner
+from localspec.controller import K_MAX, Planner, PlannerSettings
 from localspec.costs import CostModel
 from localspec.generate import GenerateOptions, Generation
 from localspec.registry import DEFAULT_DRAFT_MAX, DEFAULT_P_MIN
@@ -40,6 +40,10 @@ class ModelSettings:
     n_gpu_layers: int = 0
     chat_template: str | None = None
     mtp_layers: int = 0  # NextN heads in the file (`<arch>.nextn_predict_layers`)
+
+
+def _setting(name: str) -> property:
+    return property(lambda self: getattr(self.settings, name), lambda self, v: setattr(self.settings, name, v))
 
 
 class Engine:
@@ -73,7 +77,7 @@ class Engine:
         if mtp:
             self._drafters["mtp"] = mtp
         self.methods: tuple[str, ...] = ("auto", *self._drafters, "none")
-        self.method = method or self.methods[0]
+        self.settings = PlannerSettings(method=method or self.methods[0], draft_max=draft_max)
         if self.method not in self.methods:
             hint = {
                 "draft": "; --method draft needs --draft",
@@ -81,15 +85,16 @@ class Engine:
                 "mtp": f"; --method mtp needs a target with MTP heads, and {target_name} has none",
             }.get(self.method, "")
             raise LocalspecError(f"method {self.method!r} is not available here (have: {', '.join(self.methods)}){hint}")
-        self.draft_max = draft_max
-        # With a fixed method, let the planner pick k (0 included) from measured costs.
-        self.auto_draft = False
-        # The most the planner may draft when it picks the length (auto, or auto_draft).
-        self.auto_limit = K_MAX
-        self.planner = Planner(self, costs or CostModel())
+        self.planner = Planner(self.settings, self._drafters, self.lookup, costs or CostModel())
         self._calibration_keys = calibration_keys
         self.warnings: list[str] = []
         self._template = chat_template or target.chat_template()
+
+    # What the user chose lives in the planner's settings; a UI sets these between steps.
+    method = _setting("method")
+    draft_max = _setting("draft_max")
+    auto_draft = _setting("auto_draft")  # a fixed method, the planner picks k (0 included)
+    auto_limit = _setting("auto_limit")  # the most the planner may draft when it picks k
 
     @property
     def p_min(self) -> float:

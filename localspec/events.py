@@ -105,6 +105,14 @@ class Counters:
 
 
 @dataclass(frozen=True)
+class DraftWork:
+    """What a model drafter ran for one proposal; the planner learns draft costs from it."""
+
+    catch_up: tuple[int, float] = (0, 0.0)  # context tokens decoded first (one batch), seconds
+    singles: tuple[int, float] = (0, 0.0)  # one-token draft decodes after it, seconds
+
+
+@dataclass(frozen=True)
 class StepEvent:
     """One verify step: the tokens it released to the reader and what it cost.
 
@@ -125,6 +133,9 @@ class StepEvent:
     verify_s: float
     wall_s: float
     counters: Counters  # totals after this step (a snapshot, safe to keep)
+    source: str = ""  # the drafter that made the draft ("" when none was asked)
+    ran: bool = False  # a model ran to draft: `work` is what it cost, even if it proposed nothing
+    work: DraftWork = DraftWork()
 
 
 @dataclass

@@ -19,7 +19,7 @@ from typing import Iterator, Protocol, Sequence
 import numpy as np
 
 from localspec.backend import Context, ContextFull, TextStream
-from localspec.drafters import EMPTY_DRAFT, Drafter
+from localspec.drafters import EMPTY_DRAFT, Drafter, StepPlan
 from localspec.events import Counters, EmittedToken, GenerationResult, StepEvent, StopReason
 from localspec.verify import SamplingParams, probs_from_logits, top2_margin, verify_greedy, verify_sampled
 
@@ -35,7 +35,7 @@ class GenerateOptions:
 class StepPlanner(Protocol):
     """Chooses, before each step, which drafter to ask and for how many tokens."""
 
-    def plan(self, context: Sequence[int]) -> tuple[str, Drafter | None, int]: ...
+    def plan(self, context: Sequence[int]) -> StepPlan | tuple[str, Drafter | None, int]: ...
 
     def record(self, event: StepEvent) -> None: ...
 
@@ -106,11 +106,11 @@ class Generation:
                 break
 
             step_start = time.perf_counter()
-            method, drafter, k = self.planner.plan(context)
+            method, drafter, k, stop_below = StepPlan(*self.planner.plan(context))
             k = max(0, min(k, remaining - 1, room - 1))
             if self.target.max_rollback is not None:
                 k = min(k, self.target.max_rollback)
-            draft = drafter.propose(context, k, opts.sampling, rng) if drafter and k else EMPTY_DRAFT
+            draft = drafter.propose(context, k, opts.sampling, rng, stop_below) if drafter and k else EMPTY_DRAFT
             draft_tokens = draft.tokens[:k]
             verify_start = time.perf_counter()
 
@@ -172,6 +172,9 @@ class Generation:
                 verify_s=step_end - verify_start,
                 wall_s=time.perf_counter() - step_start,
                 counters=counters.snapshot(),
+                source=draft.source,
+                ran=draft.ran,
+                work=draft.work,
             )
             self.planner.record(event)
             yield event

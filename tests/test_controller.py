@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from localspec.controller import K_MAX, Acceptance, LookupScores, Planner, Survival, best_k
+from localspec.controller import K_MAX, Acceptance, LookupScores, Planner, PlannerSettings, Survival, best_k
 from localspec.costs import CostModel
-from localspec.events import Counters, StepEvent
+from localspec.drafters import Draft
+from localspec.events import Counters, DraftWork, StepEvent
 from test_costs import CPU_CURVE, costs, curve_costs
 
 
@@ -35,55 +36,76 @@ def test_expected_tokens_formula():
     assert abs(acc.expected_tokens(2) - 1.75) < 1e-12
 
 
-class FakeEngine:
-    """Only the attributes the planner reads; the drafters are never called here."""
+class FakeDraftModel:
+    """A draft model as the planner sees it: a name and how far behind its cache is."""
+
+    name = "draft"
 
     def __init__(self):
-        self.method = "auto"
-        self.methods = ("auto", "draft", "lookup", "none")
-        self.auto_draft = False
-        self.draft_max = 4
-        self.auto_limit = K_MAX
-        self.draft_model = type(
-            "D",
-            (),
-            {
-                "cum_p_min": 0.0,
-                "proposals": 0,  # bumped by draft_step, as a real proposal does
-                "last_catch_up": (1, 0.01),
-                "last_singles": (0, 0.0),
-                "behind": lambda self, c: 1,
-            },
-        )()
-        self.mtp = None
-        self.lookup = type(
-            "L", (), {"last_match_n": 0, "propose": lambda self, c, k, s, r: type("Dr", (), {"tokens": []})()}
-        )()
+        self.behind_n = 1
 
-    def drafter_for(self, name):
-        return name
+    def behind(self, context):
+        return self.behind_n
+
+    def propose(self, *args, **kwargs):
+        raise AssertionError("the planner never drafts; the loop does")
+
+
+class FakeMtp(FakeDraftModel):
+    name = "mtp"
+
+    def __init__(self, seconds_per_token: float):
+        super().__init__()
+        self.behind_n = 0
+        self.seconds_per_token = seconds_per_token
+
+
+class EmptyLookup:
+    name = "lookup"
+
+    def propose(self, context, k, sampling, rng, stop_below=0.0):
+        return Draft([])
+
+    def behind(self, context):
+        return 0
+
+
+class Rig:
+    """A planner with fake drafters, through the same constructor the engine uses."""
+
+    def __init__(self, c: CostModel, drafters=None, lookup=None, method="auto"):
+        self.settings = PlannerSettings(method=method)
+        self.lookup = lookup or EmptyLookup()
+        self.drafters = drafters if drafters is not None else {"draft": FakeDraftModel(), "lookup": self.lookup}
+        self.planner = Planner(self.settings, self.drafters, self.lookup, c)
 
 
 def step(method: str, drafted: int, accepted: int, verify_s: float, draft_s: float = 0.0) -> StepEvent:
-    return StepEvent((), (), "", method, drafted, drafted, accepted, draft_s, verify_s, draft_s + verify_s, Counters())
+    """The event the loop makes of a step; a model drafter's work as the real ones report it."""
+    work = {
+        "draft": DraftWork(catch_up=(1, 0.01)),
+        "mtp": DraftWork(singles=(drafted, draft_s)),
+    }.get(method, DraftWork())
+    return StepEvent(
+        (), (), "", method, drafted, drafted, accepted, draft_s, verify_s, draft_s + verify_s, Counters(),
+        source=method if method != "none" else "", ran=method in ("draft", "mtp"), work=work,
+    )  # fmt: skip
 
 
 def test_recovers_after_a_phase_change():
     """Draft model great, then useless (the text changed), then great again."""
     rng = np.random.default_rng(0)
-    engine = FakeEngine()
-    planner = Planner(engine, costs(0.07, 0.01, 0.01))
+    planner = Rig(costs(0.07, 0.01, 0.01)).planner
 
     def run(n_steps: int, alpha: float) -> list[int]:
         ks = []
         for _ in range(n_steps):
-            method, _, k = planner.plan([1, 2, 3])
+            method, _, k, _ = planner.plan([1, 2, 3])
             ks.append(k if method == "draft" else 0)
             if method == "draft":
                 accepted = 0
                 while accepted < k and rng.random() < alpha:
                     accepted += 1
-                engine.draft_model.proposals += 1
                 planner.record(step("draft", k, accepted, 0.07 + 0.01 * k, 0.01 * k))
             else:
                 planner.record(step("none", 0, 0, 0.07))
@@ -98,25 +120,29 @@ def test_recovers_after_a_phase_change():
 
 
 def test_fixed_method_with_fixed_k_is_left_alone():
-    engine = FakeEngine()
-    engine.method, engine.draft_max = "draft", 3
-    planner = Planner(engine, costs(0.07, 0.5, 0.5))  # would never draft if it chose
-    assert planner.plan([1]) == ("draft", "draft", 3)
-    engine.auto_draft = True
-    assert planner.plan([1])[2] == 0
+    rig = Rig(costs(0.07, 0.5, 0.5))  # would never draft if it chose
+    rig.settings.method, rig.settings.draft_max = "draft", 3
+    assert rig.planner.plan([1]) == ("draft", rig.drafters["draft"], 3, 0.0)
+    rig.settings.auto_draft = True
+    assert rig.planner.plan([1]).k == 0
+
+
+def test_the_draft_stop_threshold_is_part_of_the_plan():
+    """Chosen by the planner from the costs and handed to propose, not set on the drafter."""
+    rig = Rig(costs(0.07, 0.001, 0.001))
+    plan = rig.planner.plan([1, 2, 3])
+    assert plan.method == "draft" and 0 < plan.stop_below < 0.95
 
 
 def test_failed_probes_back_off():
     """A draft model that never pays is probed ever more rarely, not every N steps."""
-    engine = FakeEngine()
-    planner = Planner(engine, costs(0.07, 0.01, 0.01))  # perfect drafts would pay...
+    planner = Rig(costs(0.07, 0.01, 0.01)).planner  # perfect drafts would pay...
     planner.acceptance["draft"] = Acceptance([0.05] * 4)  # ...but these are wrong
     probes = []
     for i in range(1500):
-        method, _, k = planner.plan([1])
+        method, _, k, _ = planner.plan([1])
         if method == "draft":
             probes.append(i)
-            engine.draft_model.proposals += 1
             planner.record(step("draft", k, 0, 0.07 + 0.01 * k, 0.01 * k))
         else:
             planner.record(step("none", 0, 0, 0.07))
@@ -127,59 +153,45 @@ def test_failed_probes_back_off():
 
 def test_no_probe_when_even_perfect_drafts_cannot_pay():
     """Verify cost growing like k+1 decodes (a 2-core CPU): the draft model is never tried."""
-    engine = FakeEngine()
-    planner = Planner(engine, costs(0.07, 0.065, 0.035))
+    planner = Rig(costs(0.07, 0.065, 0.035)).planner
     for _ in range(500):
-        method, _, k = planner.plan([1])
-        assert method == "none"
+        assert planner.plan([1]).method == "none"
         planner.record(step("none", 0, 0, 0.07))
 
 
 def test_no_probe_that_would_first_catch_up_a_long_prompt():
-    engine = FakeEngine()
-    engine.draft_model.behind = lambda context: 2000
-    planner = Planner(engine, costs(0.07, 0.01, 0.01))
+    rig = Rig(costs(0.07, 0.01, 0.01))
+    rig.drafters["draft"].behind_n = 2000
     for _ in range(300):
-        method, _, _ = planner.plan([1])
-        assert method == "none"
-        planner.record(step("none", 0, 0, 0.07))
+        assert rig.planner.plan([1]).method == "none"
+        rig.planner.record(step("none", 0, 0, 0.07))
 
 
-class FakeMtp:
-    """The attributes the planner reads of an MTP drafter; `draft` simulates a proposal."""
-
-    def __init__(self, seconds_per_token: float):
-        self.cum_p_min = 0.0
-        self.proposals = 0
-        self.last_draft = (0, 0.0)
-        self.seconds_per_token = seconds_per_token
-
-    def draft(self, k: int) -> None:
-        self.proposals += 1
-        self.last_draft = (k, k * self.seconds_per_token)
+def test_a_model_drafter_that_ran_and_proposed_nothing_counts_as_rejected():
+    rig = Rig(costs(0.07, 0.01, 0.01))
+    before = rig.planner.acceptance["draft"].at(0)
+    rig.planner.record(step("draft", 0, 0, 0.07, 0.01))
+    assert rig.planner.acceptance["draft"].at(0) < before
 
 
-def mtp_engine(seconds_per_token: float) -> FakeEngine:
-    engine = FakeEngine()
-    engine.methods = ("auto", "mtp", "lookup", "none")
-    engine.draft_model = None
-    engine.mtp = FakeMtp(seconds_per_token)
-    return engine
+def mtp_rig(seconds_per_token: float, c: CostModel) -> Rig:
+    lookup = EmptyLookup()
+    return Rig(c, {"mtp": FakeMtp(seconds_per_token), "lookup": lookup}, lookup)
 
 
-def run_mtp_steps(planner: Planner, engine: FakeEngine, n: int, acceptance: float, c: CostModel, rng) -> list[int]:
+def run_mtp_steps(rig: Rig, n: int, acceptance: float, c: CostModel, rng) -> list[int]:
     ks = []
+    spt = rig.drafters["mtp"].seconds_per_token
     for _ in range(n):
-        method, _, k = planner.plan([1, 2, 3])
+        method, _, k, _ = rig.planner.plan([1, 2, 3])
         ks.append(k if method == "mtp" else 0)
         if method == "mtp":
-            engine.mtp.draft(k)
             accepted = 0
             while accepted < k and rng.random() < acceptance:
                 accepted += 1
-            planner.record(step("mtp", k, accepted, c.verify(k + 1), k * engine.mtp.seconds_per_token))
+            rig.planner.record(step("mtp", k, accepted, c.verify(k + 1), k * spt))
         else:
-            planner.record(step("none", 0, 0, c.verify(1)))
+            rig.planner.record(step("none", 0, 0, c.verify(1)))
     return ks
 
 
@@ -187,12 +199,11 @@ def test_auto_drafts_with_mtp_heads_where_rows_are_cheap():
     """A GPU-like machine: extra verify rows nearly free, a head decode 5% of a
     step. The heads' measured acceptance (degrading with depth) sets k."""
     rng = np.random.default_rng(0)
-    engine = mtp_engine(0.0035)
     c = costs(0.07, 0.004)
-    planner = Planner(engine, c)
-    ks = run_mtp_steps(planner, engine, 200, 0.8, c, rng)
+    rig = mtp_rig(0.0035, c)
+    ks = run_mtp_steps(rig, 200, 0.8, c, rng)
     assert np.mean(ks[-50:]) >= 2
-    rates = planner.acceptance["mtp"].rates
+    rates = rig.planner.acceptance["mtp"].rates
     assert rates[0].value > 0.65  # learned from the steps (the prior is 0.6)
     assert "mtp" in c.draft_token_s and abs(c.draft_token_s["mtp"].value - 0.0035) < 1e-6
 
@@ -201,10 +212,9 @@ def test_auto_leaves_mtp_heads_alone_where_rows_cost_like_decodes():
     """This machine's shape (5 rows cost 3x one): a head right 60% of the time
     does not pay, so after the first steps only rare, backed-off probes draft."""
     rng = np.random.default_rng(0)
-    engine = mtp_engine(0.01)
     c = costs(0.07, 0.035)
-    planner = Planner(engine, c)
-    ks = run_mtp_steps(planner, engine, 200, 0.6, c, rng)
+    rig = mtp_rig(0.01, c)
+    ks = run_mtp_steps(rig, 200, 0.6, c, rng)
     assert sum(k > 0 for k in ks[-100:]) <= 3
 
 
@@ -270,34 +280,36 @@ def test_lookup_survival_learns_every_depth_from_every_proposal():
 class ScriptedLookup:
     """Proposes the true continuation (a copying phase) or a wrong one."""
 
+    name = "lookup"
+
     def __init__(self, truth: list[int]):
         self.truth = truth
         self.copying = True
         self.last_match_n = 6
 
-    def propose(self, context, k, sampling, rng):
+    def propose(self, context, k, sampling, rng, stop_below=0.0):
         future = self.truth[len(context) : len(context) + k]
         tokens = future if self.copying else [t + 1 for t in future]
-        return type("Dr", (), {"tokens": tokens})()
+        return Draft(tokens, source="lookup", match_n=self.last_match_n)
+
+    def behind(self, context):
+        return 0
 
 
 def test_auto_follows_the_text_in_and_out_of_copying_without_probes():
     """Lookup drafts pay while the text copies, stop when it does not, and
     resume as soon as it copies again: plain steps score the proposals too."""
     truth = list(range(10_000))
-    engine = FakeEngine()
-    engine.methods = ("auto", "lookup", "none")
-    engine.draft_model = None
-    engine.lookup = ScriptedLookup(truth)
-    planner = Planner(engine, curve_costs(CPU_CURVE))
+    lookup = ScriptedLookup(truth)
+    planner = Rig(curve_costs(CPU_CURVE), {"lookup": lookup}, lookup).planner
     context = truth[:10]
 
     def run(n_steps: int, copying: bool) -> list[int]:
-        engine.lookup.copying = copying
+        lookup.copying = copying
         ks = []
         for _ in range(n_steps):
-            method, _, k = planner.plan(context)
-            draft = engine.lookup.propose(context, k, None, None).tokens if method == "lookup" else []
+            method, _, k, _ = planner.plan(context)
+            draft = lookup.propose(context, k, None, None).tokens if method == "lookup" else []
             accepted = 0
             while accepted < len(draft) and draft[accepted] == truth[len(context) + accepted]:
                 accepted += 1
@@ -317,24 +329,40 @@ def test_auto_follows_the_text_in_and_out_of_copying_without_probes():
 
 def test_draft_plus_lookup_with_automatic_length_weighs_its_members():
     """Lookup first when it has a proposal, else the draft model; k from their estimates."""
+    from localspec.drafters.combined import FirstOfDrafter
+
     truth = list(range(10_000))
-    engine = FakeEngine()
-    engine.method, engine.auto_draft = "draft+lookup", True
-    engine.methods = ("auto", "draft", "lookup", "draft+lookup", "none")
-    engine.lookup = ScriptedLookup(truth)
-    planner = Planner(engine, costs(0.07, 0.001, 0.001))  # rows and drafts cheap: drafting pays
-    engine.lookup.copying = True
-    assert planner.plan(truth[:10])[0] == "lookup"
-    engine.lookup = FakeEngine().lookup  # no match: nothing to propose
-    method, drafter, k = planner.plan(truth[:12])
-    assert (method, drafter) == ("draft", "draft") and k > 0
+    lookup, model = ScriptedLookup(truth), FakeDraftModel()
+    drafters = {"draft": model, "lookup": lookup, "draft+lookup": FirstOfDrafter("draft+lookup", [lookup, model])}
+    rig = Rig(costs(0.07, 0.001, 0.001), drafters, lookup, method="draft+lookup")  # drafting pays
+    rig.settings.auto_draft = True
+    assert rig.planner.plan(truth[:10]).method == "lookup"
+    rig.planner.lookup = EmptyLookup()  # no match: nothing to propose
+    plan = rig.planner.plan(truth[:12])
+    assert (plan.method, plan.drafter) == ("draft", model) and plan.k > 0
 
 
 def test_auto_limit_caps_what_the_planner_drafts():
-    engine = FakeEngine()
-    planner = Planner(engine, costs(0.07, 0.001, 0.001))
-    assert planner.plan([1, 2, 3])[2] > 2
-    engine.auto_limit = 2
-    assert planner.plan([1, 2, 3])[2] == 2
-    engine.auto_limit = 0
-    assert planner.plan([1, 2, 3]) == ("none", None, 0)
+    rig = Rig(costs(0.07, 0.001, 0.001))
+    assert rig.planner.plan([1, 2, 3]).k > 2
+    rig.settings.auto_limit = 2
+    assert rig.planner.plan([1, 2, 3]).k == 2
+    rig.settings.auto_limit = 0
+    assert rig.planner.plan([1, 2, 3])[:3] == ("none", None, 0)
+
+
+def test_a_new_drafter_needs_no_planner_edits():
+    """Any model drafter in the mapping is weighed by auto and learned from its events."""
+    c = costs(0.07, 0.001, 0.001)
+    c.draft_token_s["heads2"] = c.draft_token_s["draft"]
+    other = FakeMtp(0.001)
+    other.name = "heads2"
+    lookup = EmptyLookup()
+    rig = Rig(c, {"heads2": other, "lookup": lookup}, lookup)
+    plan = rig.planner.plan([1, 2, 3])
+    assert plan.method == "heads2" and plan.k > 0
+    event = StepEvent((), (), "", "heads2", plan.k, plan.k, 0, 0.001, 0.07, 0.071, Counters(),
+                      source="heads2", ran=True, work=DraftWork(singles=(plan.k, 0.001 * plan.k)))  # fmt: skip
+    before = rig.planner.acceptance["heads2"].at(0)
+    rig.planner.record(event)
+    assert rig.planner.acceptance["heads2"].at(0) < before

@@ -46,7 +46,7 @@ class NoisyDrafter:
         self.n_vocab = model.n_vocab
         self.last_context: list[int] = []
 
-    def propose(self, context: Sequence[int], k: int, sampling: SamplingParams, rng) -> Draft:
+    def propose(self, context: Sequence[int], k: int, sampling: SamplingParams, rng, stop_below=0.0) -> Draft:
         k = int(self.rng.integers(0, k + 1))
         tokens = list(self.inner.propose(context, k, sampling, rng).tokens)
         if tokens and self.rng.random() < 0.6:

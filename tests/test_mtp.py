@@ -109,12 +109,13 @@ class RandomLengths:
     def __init__(self, drafter: MtpDrafter, seed: int):
         self.drafter = drafter
         self.rng = np.random.default_rng(seed)
+        self.proposals = 0  # steps whose events say the heads ran
 
     def plan(self, context: Sequence[int]):
         return "mtp", self.drafter, int(self.rng.integers(0, 9))
 
     def record(self, event) -> None:
-        pass
+        self.proposals += event.ran and event.source == "mtp"
 
 
 def mtp_logits(drafter: MtpDrafter, context: list[int]) -> np.ndarray:
@@ -154,7 +155,7 @@ def test_state_stays_consistent_over_many_rollbacks(tiny_mtp_path):
         gen = Generation(ctx, prompt, planner, GenerateOptions(max_tokens=150))
         steps += sum(1 for _ in gen)
         context = prompt + gen.result.tokens
-    assert steps > 100 and drafter.proposals > 80
+    assert steps > 100 and planner.proposals > 80
 
     ref_model, ref_ctx, ref_drafter = fresh(tiny_mtp_path, context)
     try:

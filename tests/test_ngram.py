@@ -163,7 +163,7 @@ def test_drafter_proposes_the_repeated_code_line():
     draft = drafter.propose(context, 4, GREEDY, np.random.default_rng(0))
     assert draft.tokens == [42, 8, 13, 60]
     assert draft.probs is None
-    assert drafter.last_match_n == 3
+    assert draft.match_n == 3 and draft.source == "lookup" and not draft.ran
 
     short = drafter.propose(context, 2, GREEDY, np.random.default_rng(0))
     assert short.tokens == [42, 8]
@@ -172,8 +172,8 @@ def test_drafter_proposes_the_repeated_code_line():
 def test_drafter_is_empty_without_a_match_or_budget():
     drafter = LookupDrafter()
     rng = np.random.default_rng(0)
-    assert drafter.propose([1, 2, 3, 4, 5], 4, GREEDY, rng) == EMPTY_DRAFT
-    assert drafter.last_match_n == 0
+    none = drafter.propose([1, 2, 3, 4, 5], 4, GREEDY, rng)
+    assert none == EMPTY_DRAFT and none.match_n == 0
     assert drafter.propose(CODE_LINE * 2, 0, GREEDY, rng) == EMPTY_DRAFT
 
 

@@ -19,15 +19,26 @@ class FirstOfDrafter:
     def __init__(self, name: str, drafters: Sequence[Drafter]):
         self.name = name
         self.drafters = list(drafters)
+        self.members = tuple(d.name for d in self.drafters)  # the planner weighs these in this order
 
     def propose(
-        self, context: Sequence[int], k: int, sampling: SamplingParams, rng: np.random.Generator
+        self,
+        context: Sequence[int],
+        k: int,
+        sampling: SamplingParams,
+        rng: np.random.Generator,
+        stop_below: float = 0.0,
     ) -> Draft:
+        ran = None
         for d in self.drafters:
-            draft = d.propose(context, k, sampling, rng)
+            draft = d.propose(context, k, sampling, rng, stop_below)
             if draft.tokens:
                 return draft
-        return EMPTY_DRAFT
+            ran = draft if draft.ran else ran
+        return ran or EMPTY_DRAFT  # a member that ran and proposed nothing still cost its work
+
+    def behind(self, context: Sequence[int]) -> int:
+        return max(d.behind(context) for d in self.drafters)
 
     def observe(self, context: Sequence[int], n_accepted: int) -> None:
         # The members are observed by the generation loop directly; observing

@@ -16,6 +16,7 @@ import numpy as np
 
 from localspec.backend import Context, ContextFull
 from localspec.drafters import EMPTY_DRAFT, Draft
+from localspec.events import DraftWork
 from localspec.verify import SamplingParams, probs_from_logits
 
 
@@ -33,15 +34,6 @@ class DraftModelDrafter:
         # llama.cpp's `p_min`: stop drafting once the draft's own top token is less
         # likely than this; such tokens are mostly rejected and cost a draft step each.
         self.p_min = p_min
-        # Stop once the product of those probabilities (a stand-in for the chance
-        # that the whole draft so far survives) falls below this; set per step by
-        # the adaptive planner, 0 otherwise.
-        self.cum_p_min = 0.0
-        # What the last proposal cost: catching up on context tokens (a batch) and
-        # the single-token decodes after it. The planner learns draft costs from it.
-        self.last_catch_up = (0, 0.0)  # (tokens, seconds)
-        self.last_singles = (0, 0.0)
-        self.proposals = 0  # proposals that ran the model, so observers can tell a new one
 
     def behind(self, context: Sequence[int]) -> int:
         """Context tokens the draft cache would have to decode before drafting."""
@@ -54,8 +46,15 @@ class DraftModelDrafter:
         return self.ctx.decode(context[common:], logits="last")[-1]
 
     def propose(
-        self, context: Sequence[int], k: int, sampling: SamplingParams, rng: np.random.Generator
+        self,
+        context: Sequence[int],
+        k: int,
+        sampling: SamplingParams,
+        rng: np.random.Generator,
+        stop_below: float = 0.0,
     ) -> Draft:
+        """`stop_below`: stop once the product of the top probabilities so far (a
+        stand-in for the chance that the whole draft survives) falls below it."""
         if k <= 0:
             return EMPTY_DRAFT
         t0 = time.perf_counter()
@@ -65,8 +64,6 @@ class DraftModelDrafter:
         except ContextFull:
             return EMPTY_DRAFT
         t1 = time.perf_counter()
-        self.last_catch_up = (n_behind, t1 - t0)
-        self.proposals += 1
         n_singles = 0
         tokens: list[int] = []
         probs: list[np.ndarray] = []
@@ -74,7 +71,7 @@ class DraftModelDrafter:
         while True:
             p_top = top_probability(logits)
             cum_p *= p_top
-            if p_top < self.p_min or cum_p < self.cum_p_min:
+            if p_top < self.p_min or cum_p < stop_below:
                 break
             if sampling.greedy:
                 tok = int(logits.argmax())
@@ -91,8 +88,8 @@ class DraftModelDrafter:
             except ContextFull:
                 break
             n_singles += 1
-        self.last_singles = (n_singles, time.perf_counter() - t1)
-        return Draft(tokens=tokens, probs=np.stack(probs) if probs else None)
+        work = DraftWork(catch_up=(n_behind, t1 - t0), singles=(n_singles, time.perf_counter() - t1))
+        return Draft(tokens=tokens, probs=np.stack(probs) if probs else None, source=self.name, ran=True, work=work)
 
     def observe(self, context: Sequence[int], n_accepted: int) -> None:
         # Nothing to do eagerly: the next propose() cuts the cache to the common prefix.

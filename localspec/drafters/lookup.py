@@ -32,26 +32,32 @@ class LookupDrafter:
 
     Its drafts are point masses (`probs=None`): the verifier treats each
     token as drawn with probability one, which keeps sampling lossless.
-    `last_match_n` is the n-gram length behind the latest proposal (0 when
-    nothing matched), a confidence signal for choosing the draft length.
+    A draft's `match_n` is the n-gram length behind it (0 when nothing
+    matched), a confidence signal for choosing the draft length.
     """
 
     name = "lookup"
 
     def __init__(self, n_min: int = DEFAULT_N_MIN, n_max: int = DEFAULT_N_MAX):
         self.index = NgramIndex(n_min=n_min, n_max=n_max)
-        self.last_match_n = 0
 
     def propose(
-        self, context: Sequence[int], k: int, sampling: SamplingParams, rng: np.random.Generator
+        self,
+        context: Sequence[int],
+        k: int,
+        sampling: SamplingParams | None,
+        rng: np.random.Generator | None,
+        stop_below: float = 0.0,
     ) -> Draft:
         self.index.sync(context)
-        tokens, self.last_match_n = self.index.lookup_with_n(k)
-        return Draft(tokens=tokens) if tokens else EMPTY_DRAFT
+        tokens, match_n = self.index.lookup_with_n(k)
+        return Draft(tokens=tokens, source=self.name, match_n=match_n) if tokens else EMPTY_DRAFT
+
+    def behind(self, context: Sequence[int]) -> int:
+        return 0  # the index follows the context for a dict update per token
 
     def observe(self, context: Sequence[int], n_accepted: int) -> None:
         self.index.sync(context)
 
     def close(self) -> None:
         self.index.reset()
-        self.last_match_n = 0

@@ -38,6 +38,7 @@ from localspec.backend import Context
 from localspec.drafters import EMPTY_DRAFT, Draft
 from localspec.drafters.draft_model import top_probability
 from localspec.errors import LocalspecError
+from localspec.events import DraftWork
 from localspec.verify import SamplingParams
 
 HIDDEN_HISTORY = 256  # target hidden states kept: enough to re-feed after any rollback a step makes
@@ -86,9 +87,6 @@ class MtpDrafter:
         self._known_from = self._known_to = 0
         self.n_cached = 0  # positions of the target cache mirrored in ours
         self.p_min = 0.0
-        self.cum_p_min = 0.0
-        self.proposals = 0
-        self.last_draft = (0, 0.0)  # (head decodes, seconds) of the last proposal
         self.decode_s = 0.0  # seconds inside llama_decode, feeding and drafting
         target.listeners.append(self)
 
@@ -158,7 +156,12 @@ class MtpDrafter:
     # -- drafting -----------------------------------------------------------------------
 
     def propose(
-        self, context: Sequence[int], k: int, sampling: SamplingParams, rng: np.random.Generator
+        self,
+        context: Sequence[int],
+        k: int,
+        sampling: SamplingParams,
+        rng: np.random.Generator,
+        stop_below: float = 0.0,
     ) -> Draft:
         n_past = len(context) - 1  # the target cache holds context[:-1]
         if k <= 0 or self.n_cached != n_past:
@@ -166,7 +169,6 @@ class MtpDrafter:
         if self.n_heads > 1:
             k = min(k, self.n_heads)
         t0 = time.perf_counter()
-        self.proposals += 1
         chain_tokens = [context[-1]]
         chain_hidden = [self._h(n_past - 1).copy()]
         tokens: list[int] = []
@@ -186,7 +188,7 @@ class MtpDrafter:
                 logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self.ptr, -1), shape=(self.n_vocab,))
                 p_top = top_probability(logits)
                 cum_p *= p_top
-                if p_top < self.p_min or cum_p < self.cum_p_min:
+                if p_top < self.p_min or cum_p < stop_below:
                     break
                 tok = int(logits.argmax())
                 tokens.append(tok)
@@ -196,8 +198,11 @@ class MtpDrafter:
         finally:
             # Draft positions never stay: the verify batch feeds the real ones.
             llama_cpp.llama_memory_seq_rm(self.memory, 0, n_past, -1)
-        self.last_draft = (n_decodes, time.perf_counter() - t0)
-        return Draft(tokens=tokens)
+        work = DraftWork(singles=(n_decodes, time.perf_counter() - t0))
+        return Draft(tokens=tokens, source=self.name, ran=True, work=work)
+
+    def behind(self, context: Sequence[int]) -> int:
+        return 0  # its cache is fed along with the target's
 
     def observe(self, context: Sequence[int], n_accepted: int) -> None:
         pass  # the cache follows the target's through the listener calls
