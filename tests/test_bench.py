@@ -355,3 +355,37 @@ def test_check_ties_judges_a_run_that_parted_where_plain_decoding_chose(smollm2_
         assert other["tie_margin"] == pytest.approx(expected, abs=1e-4)
     finally:
         engine.close()
+
+
+def test_sampled_bench_runs_every_mode_once_per_seed(smollm2_path, tmp_path, capsys):
+    out = tmp_path / "sampled"
+    rc = main(
+        [
+            "bench", "--target", str(smollm2_path), "--modes", "plain,auto", "--categories", "code-edit",
+            "--per-category", "1", "--max-tokens", "12", "--temp", "0.8", "--top-p", "0.95", "--seeds", "2",
+            "--warmup", "0", "--out", str(out),
+        ]
+    )  # fmt: skip
+    assert rc == 0
+    data = json.loads((out / "results.json").read_text())
+    runs = data["runs"]
+    assert sorted((r["seed"], r["mode"]) for r in runs) == [(1, "auto"), (1, "plain"), (2, "auto"), (2, "plain")]
+    assert len({r["prompt_id"] for r in runs}) == 2 and all(r["prompt_id"].endswith(f"@seed{r['seed']}") for r in runs)
+    assert all("matches_plain" not in r for r in runs)  # sampled texts are not compared token by token
+    assert data["meta"]["settings"]["sampling"] == {"temp": 0.8, "top_p": 0.95, "seeds": 2}
+    assert data["meta"]["prompts_done"] == data["meta"]["settings"]["prompts"] == 2
+    assert "Sampling at temperature 0.8" in (out / "benchmarks.md").read_text()
+    # Same seed, same mode: the same reply (the draws are reproducible).
+    again = main(["bench", "--target", str(smollm2_path), "--modes", "plain", "--categories", "code-edit",
+                  "--per-category", "1", "--max-tokens", "12", "--temp", "0.8", "--top-p", "0.95", "--seeds", "2",
+                  "--warmup", "0", "--out", str(tmp_path / "again"), "--json-only"])  # fmt: skip
+    assert again == 0
+    capsys.readouterr()
+    second = json.loads((tmp_path / "again" / "results.json").read_text())["runs"]
+    first_plain = {r["seed"]: r["tokens"] for r in runs if r["mode"] == "plain"}
+    assert {r["seed"]: r["tokens"] for r in second} == first_plain
+
+
+def test_seeds_without_temperature_is_a_one_line_error(smollm2_path, capsys):
+    assert main(["bench", "--target", str(smollm2_path), "--seeds", "2"]) == 2
+    assert "--temp" in capsys.readouterr().err

@@ -128,7 +128,7 @@ def _header(meta: dict) -> list[str]:
         "",
         "## Protocol",
         "",
-        f"Greedy decoding, batch 1, {s['max_tokens']} new tokens at most, context {s['n_ctx']}, "
+        f"{_decoding(s)}, batch 1, {s['max_tokens']} new tokens at most, context {s['n_ctx']}, "
         f"{s['warmup']} warm-up pass{'es' if s['warmup'] != 1 else ''} over every mode before measuring; "
         f"up to {s['per_category']} prompt{'s' if s['per_category'] != 1 else ''} per category, first turn only, "
         "sent through the chat template.",
@@ -327,3 +327,12 @@ def plot(records: list[dict], path: Path) -> bool:
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return True
+
+
+def _decoding(settings: dict) -> str:
+    sampled = settings.get("sampling")
+    if not sampled:
+        return "Greedy decoding"
+    return (f"Sampling at temperature {sampled['temp']}, top-p {sampled['top_p']}, seeds 1..{sampled['seeds']} "
+            "(each prompt once per seed, every mode with that seed; a (prompt, seed) counts as one prompt, and "
+            "sampled replies are not compared token by token with plain decoding's)")  # fmt: skip

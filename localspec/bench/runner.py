@@ -17,10 +17,17 @@ After a prompt's runs, every run whose tokens part from plain decoding's is
 checked against the lossless rule (localspec/lossless.py): the target's
 margin where plain decoding chose its token is evaluated there, outside
 every timing, and recorded as the run's `tie_margin`.
+
+Sampled protocol (`seeds`): every prompt runs once per seed, all modes with
+that seed, and each (prompt, seed) counts as a prompt of its own
+(`<id>@seed<N>`). Sampled replies differ between modes by design (the same
+distribution, other draws), so no run is compared with plain decoding's
+tokens; the speed ratios compare the same prompts at the same settings.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable, Iterator, Sequence
 
 from localspec.bench.modes import Mode, apply
@@ -28,6 +35,7 @@ from localspec.bench.prompts import Prompt
 from localspec.errors import LocalspecError
 from localspec.generate import GenerateOptions
 from localspec.lossless import first_divergence, margins_at
+from localspec.verify import SamplingParams
 
 Progress = Callable[[int, int, Prompt, Mode, dict], None]
 
@@ -66,7 +74,7 @@ def rotated(modes: Sequence[Mode], i: int) -> list[Mode]:
     return list(modes[s:]) + list(modes[:s])
 
 
-def run_once(engine, prompt: Prompt, mode: Mode, options: GenerateOptions) -> dict:
+def run_once(engine, prompt: Prompt, mode: Mode, options: GenerateOptions, prompt_id: str | None = None) -> dict:
     apply(engine, mode)
     gen = engine.chat(_messages(prompt), options)
     decode_before = decode_seconds(engine)
@@ -77,7 +85,7 @@ def run_once(engine, prompt: Prompt, mode: Mode, options: GenerateOptions) -> di
     c = result.counters
     decode_s = decode_seconds(engine) - decode_before
     return {
-        "prompt_id": prompt.id,
+        "prompt_id": prompt_id or prompt.id,
         "category": prompt.category,
         "mode": mode.name,
         "stop_reason": result.stop_reason,
@@ -125,6 +133,8 @@ def iter_benchmark(
     warmup: int = 1,
     repeats: int = 1,
     progress: Progress | None = None,
+    sampling: SamplingParams = SamplingParams(),
+    seeds: Sequence[int] = (),
 ) -> Iterator[list[dict]]:
     """Yield the records of one prompt's runs (one per mode and repeat) at a time.
 
@@ -134,27 +144,34 @@ def iter_benchmark(
     rotation over the modes is run that many times per prompt, each time
     starting one mode further on.
     """
-    options = GenerateOptions(max_tokens=max_tokens)
+    sampled = bool(seeds)
+    runs = [(p, seed) for p in prompts for seed in seeds] if sampled else [(p, None) for p in prompts]
     if prompts and warmup:
         prime(engine, prompts[0], max_tokens)
+        options = GenerateOptions(max_tokens=max_tokens, sampling=dataclasses.replace(sampling, seed=runs[0][1]))
         for _ in range(warmup):
             for mode in modes:
                 run_once(engine, prompts[0], mode, options)
-    for i, prompt in enumerate(prompts):
+    for i, (prompt, seed) in enumerate(runs):
+        options = GenerateOptions(max_tokens=max_tokens, sampling=dataclasses.replace(sampling, seed=seed))
+        prompt_id = f"{prompt.id}@seed{seed}" if sampled else prompt.id
         prompt_tokens = prime(engine, prompt, max_tokens)
         records, groups = [], []
         for rep in range(repeats):
             group = []
             for order, mode in enumerate(rotated(modes, i * repeats + rep)):
-                rec = run_once(engine, prompt, mode, options)
+                rec = run_once(engine, prompt, mode, options, prompt_id)
                 rec["order"], rec["repeat"] = order, rep
+                if sampled:
+                    rec["seed"] = seed
                 group.append(rec)
                 if progress:
-                    progress(i, len(prompts), prompt, mode, rec)
-            mark_lossless(group)
+                    progress(i, len(runs), prompt, mode, rec)
+            if not sampled:
+                mark_lossless(group)
             groups.append(group)
             records += group
-        for group in groups:
+        for group in groups if not sampled else ():
             check_ties(engine, prompt_tokens, group)
         # For bench/hindsight.py: what lookup could copy from, and the costs the
         # planner learned on this prompt (a machine's speed drifts over a long run).

@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from localspec.commands.run import add_model_args, engine_kwargs, non_negative_int, positive_int
+from localspec.commands.run import add_model_args, engine_kwargs, non_negative_float, non_negative_int, positive_int
 from localspec.errors import LocalspecError
 
 RESULTS = "results.json"
@@ -37,6 +37,11 @@ def register(sub) -> None:
     p.add_argument(
         "--repeats", type=positive_int, default=1, help="runs of every mode per prompt; the fastest counts (default 1)"
     )
+    p.add_argument("--temp", type=non_negative_float, default=0.0,
+                   help="sample at this temperature (default 0: greedy); needs --seeds")  # fmt: skip
+    p.add_argument("--top-p", type=float, default=1.0, help="with --temp: nucleus sampling (default 1)")
+    p.add_argument("--seeds", type=positive_int, default=0,
+                   help="with --temp: seeds per prompt (1..N), each a prompt of its own (default 3)")  # fmt: skip
     p.add_argument("--out", type=Path, help="output folder (default: ./localspec-bench-DATE-TIME)")
     p.add_argument("--json-only", action="store_true", help="write results.json only; print the summary as JSON")
     p.add_argument(
@@ -59,6 +64,12 @@ def handle(args: argparse.Namespace) -> int:
 
     if args.draft_max is not None or args.p_min is not None:
         raise LocalspecError("bench sets --draft-max and --p-min per mode; leave them out")
+    if args.seeds and not args.temp:
+        raise LocalspecError("--seeds is for sampled runs: give --temp too (e.g. --temp 0.8)")
+    if args.temp and not args.seeds:
+        args.seeds = 3
+    if not 0.0 < args.top_p <= 1.0:
+        raise LocalspecError(f"--top-p must be in (0, 1], got {args.top_p}")
     categories = parse_categories(args.categories)
     choose_modes(args.modes, tuple(m.method for m in MODES))  # bad names fail before a model loads
     prompts = select(categories, args.per_category)
@@ -108,13 +119,14 @@ def _meta(engine, args, categories, n_prompts: int, modes, notes, load_start: fl
             "warmup": args.warmup,
             "repeats": args.repeats,
             "per_category": args.per_category,
-            "prompts": n_prompts,
+            "prompts": n_prompts * (args.seeds or 1),
             "categories": list(categories),
             "n_ctx": engine.target_ctx.n_ctx,
             "threads": args.threads or default_threads(),
             "n_gpu_layers": args.ngl,  # None: each model's models.toml setting
             "n_gpu_layers_draft": args.ngl_draft,
-            "greedy": True,
+            "greedy": not args.temp,
+            "sampling": {"temp": args.temp, "top_p": args.top_p, "seeds": args.seeds} if args.temp else None,
             "batch": 1,
         },
         "modes": {m.name: m.describe() for m in modes},
@@ -124,6 +136,7 @@ def _meta(engine, args, categories, n_prompts: int, modes, notes, load_start: fl
 
 def _run(engine, prompts, modes, args, meta, results_path: Path) -> tuple[list[dict], bool]:
     from localspec.bench.runner import iter_benchmark
+    from localspec.verify import SamplingParams
 
     def progress(i, n, prompt, mode, rec) -> None:
         st = rec["stats"]
@@ -140,7 +153,8 @@ def _run(engine, prompts, modes, args, meta, results_path: Path) -> tuple[list[d
     if load is not None and load > BUSY_LOAD:
         print(f"warning: load average is {load}; other processes will distort the timings", file=sys.stderr)
     times = f" x {args.repeats} repeats" if args.repeats > 1 else ""
-    print(f"{len(prompts)} prompts x {len(modes)} modes{times}, {args.max_tokens} tokens each", file=sys.stderr)
+    seeds = f" x {args.seeds} seeds (temp {args.temp}, top-p {args.top_p})" if args.seeds else ""
+    print(f"{len(prompts)} prompts{seeds} x {len(modes)} modes{times}, {args.max_tokens} tokens each", file=sys.stderr)
     records: list[dict] = []
     try:
         for prompt_records in iter_benchmark(
@@ -151,6 +165,8 @@ def _run(engine, prompts, modes, args, meta, results_path: Path) -> tuple[list[d
             warmup=args.warmup,
             repeats=args.repeats,
             progress=progress,
+            sampling=SamplingParams(temp=args.temp, top_p=args.top_p),
+            seeds=tuple(range(1, args.seeds + 1)),
         ):
             records += prompt_records
             _write_json(results_path, meta, records)  # a checkpoint: a long run survives a crash
