@@ -13,13 +13,17 @@ import time
 from pathlib import Path
 
 from localspec.backend import Context
-from localspec.controller import K_MAX
+from localspec.controller import K_LONG, K_MAX
 from localspec.verify import SamplingParams
 
 # Every verify size the planner may choose: the curve is not a line (llama.cpp's
 # CPU kernels batch rows in fours, so 4 rows can cost less than 3), and a size
 # only interpolated is a size priced wrong until it happens to be tried.
 ROWS = tuple(range(1, K_MAX + 2))
+# Measured too where the curve is flat enough that long lookup drafts may pay:
+# a draft of K_MAX that is always right would beat plain decoding FLAT_ENOUGH times.
+LONG_ROWS = tuple(range(K_MAX + 2, K_LONG + 2))
+FLAT_ENOUGH = 1.5
 DRAFT_BATCH_ROWS = (1, 4, 8)  # catch-up batches of the draft model: a line through these
 KEEP = 64  # calibrations kept: a model file that changes (re-download, a test fixture) gets a new key
 PREFIX = 64  # positions already in the cache, like a short prompt
@@ -64,6 +68,12 @@ def _time_rows(ctx: Context, rows: tuple[int, ...], seed_tokens: list[int]) -> d
 def _prefix(ctx: Context, rows: int) -> int:
     """PREFIX, or less where a small context must still hold it plus `rows`."""
     return max(1, min(PREFIX, ctx.n_ctx - rows))
+
+
+def _flat(entry: dict) -> bool:
+    """Whether K_MAX + 1 rows cost so little against one that longer drafts are worth pricing."""
+    one, most = entry.get("1"), entry.get(str(K_MAX + 1))
+    return bool(one and most) and (K_MAX + 1) / most > FLAT_ENOUGH / one
 
 
 def _covers(entry: dict | None, rows: tuple[int, ...]) -> bool:
@@ -136,6 +146,9 @@ def measure(target: Context, draft: Context | None, keys: dict[str, str], mtp=No
     tokens = target.model.tokenize("def f(x):\n    return x * 2\n" * 20, add_special=False, parse_special=False) * 2
     if not _covers(saved.get(keys["target"]), ROWS):
         saved[keys["target"]] = {str(n): s for n, s in _time_rows(target, ROWS, tokens).items()}
+    entry = saved[keys["target"]]
+    if _flat(entry) and not _covers(entry, LONG_ROWS) and target.n_batch > K_LONG:
+        entry.update({str(n): s for n, s in _time_rows(target, LONG_ROWS, tokens).items()})
     result["verify_s"] = {int(n): s for n, s in _touch(saved, keys["target"]).items()}
     timers = {
         "draft": lambda: {str(n): s for n, s in _time_rows(draft, DRAFT_BATCH_ROWS, tokens).items()},

@@ -27,7 +27,12 @@ from localspec.drafters import Drafter, StepPlan
 from localspec.events import StepEvent
 
 LOOKUP_BUCKETS = 6  # match lengths 2..5 apart, 6 and longer together
-K_MAX = 8  # a verify batch of 9 rows: beyond that acceptance of a long tail is negligible
+K_MAX = 8  # a verify batch of 9 rows: beyond that a model drafter's long tail is rarely accepted
+# Lookup may go on to this where the machine's verify curve is flat (calibrate.py
+# then measures every size up to K_LONG + 1): a quoted block can be copied for
+# dozens of tokens, and where 9 rows cost about 3 decodes (a wide-vector CPU, a
+# GPU) a longer copy is worth more. Where they cost about 9, nothing is gained.
+K_LONG = 16
 # Lookup is scored every step it matches, used or not (LookupScores), so its
 # estimates can forget fast: a text that stops copying costs a few rejected
 # drafts before they stop, not eight or nine.
@@ -36,6 +41,11 @@ PROBE_EVERY = 48  # steps a sidelined draft model waits before it is tried again
 # pays for catching the draft cache up on every token since, so it must be rare
 PROBE_MAX = 1024  # the longest wait after repeated failed probes
 PROBE_BUDGET_STEPS = 4  # a probe may cost at most this many plain steps
+
+
+def lookup_cap(costs: CostModel) -> int:
+    """The longest lookup draft: K_LONG where every verify size up to it is measured, else K_MAX."""
+    return K_LONG if all(n in costs.verify_s for n in range(K_MAX + 2, K_LONG + 2)) else K_MAX
 
 
 def lookup_bucket(match_n: int) -> int:
@@ -85,19 +95,19 @@ class Survival:
 
     def __init__(self, p: float, decay: float = LOOKUP_DECAY):
         # Prior: each further token agrees with chance p.
-        self.s = [RunningMean(p ** (i + 1), prior_weight=2.0, decay=decay) for i in range(K_MAX)]
+        self.s = [RunningMean(p ** (i + 1), prior_weight=2.0, decay=decay) for i in range(K_LONG)]
 
     def expected_tokens(self, k: int) -> float:
-        return 1.0 + sum(self.s[i].value for i in range(min(k, K_MAX)))
+        return 1.0 + sum(self.s[i].value for i in range(min(k, K_LONG)))
 
     def observe(self, i: int, agreed: bool) -> None:
         """Position i (0-based) of a proposal was decided: agreement means it
         agrees on at least i + 1 tokens; a disagreement ends it there."""
         if agreed:
-            if i < K_MAX:
+            if i < K_LONG:
                 self.s[i].add(1.0)
         else:
-            for j in range(i, K_MAX):
+            for j in range(i, K_LONG):
                 self.s[j].add(0.0)
 
 
@@ -172,7 +182,7 @@ class PlannerSettings:
     method: str = "auto"
     draft_max: int = 4  # k for a fixed method with fixed length
     auto_draft: bool = False  # a fixed method, but the planner picks k (0 included)
-    auto_limit: int = K_MAX  # the most the planner may draft when it picks k
+    auto_limit: int = K_LONG  # the most the planner may draft when it picks k (model drafters: K_MAX)
 
 
 # Prior acceptance per position for a model drafter the planner has not seen yet.
@@ -236,7 +246,7 @@ class Planner:
         if method != "auto" and not settings.auto_draft:
             return StepPlan(method, self.drafters[method], settings.draft_max)
         candidates = self._candidates(method)
-        limit = max(0, min(settings.auto_limit, K_MAX))
+        limit = max(0, min(settings.auto_limit, K_LONG))
         choice = Choice("none", 0, 1.0 / self.costs.verify(1))
         for name in candidates:
             c = self._choose(name, context, limit)
@@ -273,7 +283,7 @@ class Planner:
             cap = min(self._lookup_available, limit)
             return best_k(name, self._lookup_acceptance(self._lookup_match_n), self.costs, cap)
         behind = self.drafters[name].behind(context)
-        return best_k(name, self.acceptance[name], self.costs, limit, behind)
+        return best_k(name, self.acceptance[name], self.costs, min(limit, K_MAX), behind)
 
     def _lookup_key(self, match_n: int) -> str:
         return f"lookup{lookup_bucket(match_n)}"
@@ -288,7 +298,7 @@ class Planner:
         if self.lookup is None:
             self._lookup_available = 0
             return
-        draft = self.lookup.propose(context, K_MAX, None, None)
+        draft = self.lookup.propose(context, lookup_cap(self.costs), None, None)
         self._lookup_available, self._lookup_match_n = len(draft.tokens), draft.match_n
         if draft.tokens:
             self.lookup_scores.propose(context, list(draft.tokens), self._lookup_key(draft.match_n))
@@ -311,7 +321,7 @@ class Planner:
                 self.idle_steps[name] = 0
                 self.probe_after[name] = min(wait * 2, PROBE_MAX)
                 self._probing = True
-                return Choice(name, min(2, limit), 0.0)
+                return Choice(name, min(2, limit), 0.0)  # model drafters only: lookup never probes
         self._probing = False
         return None
 

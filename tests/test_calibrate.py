@@ -44,7 +44,9 @@ def test_calibration_prices_every_size_the_planner_can_choose(tmp_path, monkeypa
     (tmp_path / "models" / "calibration.json").write_text(json.dumps(stale))
 
     m = calibrate.measure(target, draft, keys)
-    assert sorted(m["verify_s"]) == list(range(1, K_MAX + 2))
+    flat = calibrate._flat({str(n): v for n, v in m["verify_s"].items()})
+    assert sorted(m["verify_s"]) == list(calibrate.ROWS) + (list(calibrate.LONG_ROWS) if flat else [])
+    assert calibrate.ROWS == tuple(range(1, K_MAX + 2))
     assert all(0 < s < 0.5 for s in m["verify_s"].values()), "the stale entry was served"
     assert sorted(m["draft_batch_s"]) == list(calibrate.DRAFT_BATCH_ROWS)
     assert m["draft_token_s"]["draft"] == m["draft_batch_s"][1]

@@ -366,3 +366,37 @@ def test_a_new_drafter_needs_no_planner_edits():
     before = rig.planner.acceptance["heads2"].at(0)
     rig.planner.record(event)
     assert rig.planner.acceptance["heads2"].at(0) < before
+
+
+# The Xeon's shape (AVX-512 VNNI, 2 cores): 1 row 65 ms, 4 rows 103 ms, 9 rows 202 ms, rising ~20 ms a row.
+FLAT_CURVE = {n: 0.065 + 0.0155 * (n - 1) for n in range(1, 18)}
+
+
+def test_long_lookup_drafts_only_where_every_long_size_is_measured():
+    from localspec.controller import K_LONG, lookup_cap
+
+    assert lookup_cap(curve_costs(CPU_CURVE)) == K_MAX
+    assert lookup_cap(curve_costs({n: v for n, v in FLAT_CURVE.items() if n != 13})) == K_MAX
+    assert lookup_cap(curve_costs(FLAT_CURVE)) == K_LONG
+
+
+def test_a_long_copy_on_a_flat_curve_drafts_past_k_max():
+    truth = list(range(10_000))
+    lookup = ScriptedLookup(truth)
+    planner = Rig(curve_costs(FLAT_CURVE), {"lookup": lookup}, lookup).planner
+    context = truth[:10]
+    ks = []
+    for _ in range(40):
+        method, _, k, _ = planner.plan(context)
+        draft = lookup.propose(context, k, None, None).tokens if method == "lookup" else []
+        context.extend(truth[len(context) : len(context) + len(draft) + 1])
+        planner.record(step(method, len(draft), len(draft), FLAT_CURVE[len(draft) + 1]))
+        ks.append(len(draft))
+    assert max(ks[-10:]) > K_MAX
+
+
+def test_calibration_prices_long_rows_only_on_a_flat_curve():
+    from localspec import calibrate
+
+    assert calibrate._flat({"1": 0.065, "9": 0.202})  # 9 rows for 3.1 decodes
+    assert not calibrate._flat({"1": 0.037, "9": 0.340})  # 9 rows for 9.2 decodes (the EPYC)

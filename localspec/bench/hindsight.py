@@ -37,7 +37,7 @@ import math
 from typing import Callable, NamedTuple, Sequence
 
 from localspec.bench.aggregate import geometric_mean
-from localspec.controller import K_MAX, LOOKUP_BUCKETS, lookup_bucket
+from localspec.controller import K_MAX, LOOKUP_BUCKETS, lookup_bucket, lookup_cap
 from localspec.costs import CostModel
 from localspec.drafters.lookup import LookupDrafter
 from localspec.ngram import common_prefix_len
@@ -166,12 +166,13 @@ def by_category(records: list[dict], snapshot: dict, with_draft: bool) -> dict[s
     per: dict[str, list[tuple[PricedText, float, float | None]]] = {}
     for cat, prompt, text, snap in seen.values():
         costs = CostModel.from_snapshot(snap)
-        proposals = lookup_proposals(prompt, text)
+        cap = lookup_cap(costs)  # as long as the planner may draft on this machine
+        proposals = lookup_proposals(prompt, text, cap)
         agree = [p.agreement for p in proposals]
-        alone = speedup(fastest_seconds(agree, costs.verify), len(text), costs.verify)
+        alone = speedup(fastest_seconds(agree, costs.verify, k_max=cap), len(text), costs.verify)
         both = None
         if with_draft:
-            seconds = fastest_seconds(agree, costs.verify, lambda k: costs.draft("draft", k))
+            seconds = fastest_seconds(agree, costs.verify, lambda k: costs.draft("draft", k), k_max=cap)
             both = speedup(seconds, len(text), costs.verify)
         per.setdefault(cat, []).append((PricedText(proposals, costs.verify), alone, both))
     per_all = [x for xs in per.values() for x in xs]
