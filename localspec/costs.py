@@ -13,6 +13,12 @@ from localspec.events import StepEvent
 
 DECAY = 0.85  # weight of the past in each running estimate: adapts within a reply
 CURVE_DECAY = 0.98  # the verify curve's shape changes slowly (see CostModel)
+# A Floor falls half way to a faster sample and rises a twentieth of the way to a
+# slower one: it settles near the quick end of what steps take, and a lasting
+# change (a longer context, another program on the cores) moves it within a few
+# dozen steps.
+FLOOR_DOWN = 0.5
+FLOOR_UP = 0.05
 
 
 class RunningMean:
@@ -66,6 +72,72 @@ class LinearFit:
         return max(a + b * n, 0.0)
 
 
+class Floor:
+    """A running low quantile of a duration: falls fast, rises slowly."""
+
+    def __init__(self) -> None:
+        self.value: float | None = None
+
+    def add(self, x: float) -> None:
+        if self.value is None:
+            self.value = x
+        else:
+            self.value += (FLOOR_DOWN if x < self.value else FLOOR_UP) * (x - self.value)
+
+
+class PlainReference:
+    """What plain decoding (`--method none`) of this target costs per token
+    here: the yardstick a front end's "plain" and "speedup" compare with.
+
+    Three parts, each a Floor over this session's steps:
+    - `decode`: a one-row verify at the current context, from every step, an
+      n-row verify scaled by the curve's one-row share of it. The floor
+      follows the context as it lengthens, and a step slowed by other work
+      on the cores (a UI drawing while llama.cpp's threads want both cores)
+      lands above it, so the UI's own load does not lower the yardstick. It
+      starts from the first step, not from the calibration: the calibrated
+      figure is the fastest a session has seen (calibrate.remember keeps the
+      minimum), and a yardstick too fast shows a speedup too small for as
+      long as the floor takes to climb.
+    - `overhead`: the rest of a step's wall time, outside drafting and
+      verifying (the loop's bookkeeping, detokenizing, recording, the consumer),
+      which the calibration, timing bare decodes, leaves out.
+    - `plan`: the planning time of steps that drafted nothing (0 until one has run).
+
+    Per reply it adds up what plain decoding would have spent on each step's
+    tokens at that step's context, so `tokens_per_s` compares like with like
+    with the reply's own rate: same tokens, same context lengths.
+    """
+
+    def __init__(self) -> None:
+        self.decode = Floor()
+        self.overhead = Floor()
+        self.plan = Floor()
+        self.tokens = 0  # of the latest reply
+        self.plain_s = 0.0  # what plain decoding would have spent on them
+        self._gen_s = 0.0
+
+    def record(self, event: StepEvent, one_row_share: float) -> None:
+        c = event.counters
+        if c.steps <= 1:  # a new reply
+            self.tokens, self.plain_s, self._gen_s = 0, 0.0, 0.0
+        step_s, self._gen_s = c.gen_s - self._gen_s, c.gen_s
+        self.decode.add(event.verify_s * one_row_share)
+        self.overhead.add(max(step_s - event.draft_s - event.verify_s, 0.0))
+        if not event.drafted:
+            self.plan.add(event.draft_s)
+        self.tokens += len(event.tokens)
+        self.plain_s += len(event.tokens) * self.step_s
+
+    @property
+    def step_s(self) -> float:
+        return sum(f.value or 0.0 for f in (self.decode, self.overhead, self.plan))
+
+    @property
+    def tokens_per_s(self) -> float | None:
+        return self.tokens / self.plain_s if self.plain_s > 0 else None
+
+
 @dataclass
 class CostModel:
     """Seconds per verify of n rows and per draft-model decode, as measured.
@@ -93,6 +165,7 @@ class CostModel:
     draft_token_s: dict[str, RunningMean] = field(default_factory=dict)
     catch_up: LinearFit | None = None
     level: RunningMean = field(default_factory=lambda: RunningMean(1.0, prior_weight=1.0))
+    plain: PlainReference = field(default_factory=PlainReference)
 
     def seed(
         self, verify_s: dict[int, float], draft_token_s: dict[str, float], draft_batch_s: dict[int, float] | None = None
@@ -143,6 +216,8 @@ class CostModel:
 
     def record_verify(self, event: StepEvent) -> None:
         n, s = event.drafted + 1, event.verify_s
+        # Before the curve learns from this step: its shape converts it to one row.
+        self.plain.record(event, self.curve(1) / self.curve(n))
         if n not in self.verify_s:
             # First sight of this size: its curve point is this step at the current level.
             self.verify_s[n] = RunningMean(s / self.level.value, 1.0, decay=CURVE_DECAY)

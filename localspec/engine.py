@@ -21,7 +21,7 @@ from localspec.drafters.draft_model import DraftModelDrafter
 from localspec.drafters.lookup import LookupDrafter
 from localspec.drafters.mtp import MtpDrafter
 from localspec.errors import LocalspecError
-from localspec.controller import K_MAX, Planner, PlannerSettings
+from localspec.controller import K_MAX, Planner, PlannerSettings, lookup_cap
 from localspec.costs import CostModel
 from localspec.generate import GenerateOptions, Generation
 from localspec.registry import DEFAULT_DRAFT_MAX, DEFAULT_P_MIN
@@ -86,6 +86,7 @@ class Engine:
             }.get(self.method, "")
             raise LocalspecError(f"method {self.method!r} is not available here (have: {', '.join(self.methods)}){hint}")
         self.planner = Planner(self.settings, self._drafters, self.lookup, costs or CostModel())
+        self.auto_limit = self.auto_ceiling
         self._calibration_keys = calibration_keys
         self.warnings: list[str] = []
         self._template = chat_template or target.chat_template()
@@ -95,6 +96,11 @@ class Engine:
     draft_max = _setting("draft_max")
     auto_draft = _setting("auto_draft")  # a fixed method, the planner picks k (0 included)
     auto_limit = _setting("auto_limit")  # the most the planner may draft when it picks k
+
+    @property
+    def auto_ceiling(self) -> int:
+        """The longest draft the planner can choose on this machine (lookup_cap: 16 where the curve is flat, else 8)."""
+        return lookup_cap(self.planner.costs)
 
     @property
     def p_min(self) -> float:
@@ -107,12 +113,12 @@ class Engine:
 
     @property
     def plain_tokens_per_s(self) -> float | None:
-        """Plain decoding rate of the target here: measured one-row verify steps."""
-        costs = self.planner.costs
-        return 1.0 / costs.verify(1) if 1 in costs.verify_s else None
-
-    def drafter_for(self, method: str) -> Drafter:
-        return self._drafters[method]
+        """What plain decoding (`--method none`) does here on the latest reply's
+        tokens, at their context lengths, counting the loop's own per-step
+        work: from this session's steps, the quick end of them, so a busy UI
+        does not lower it (costs.PlainReference). None before the first step:
+        the calibration alone times bare decodes and would overstate it."""
+        return self.planner.costs.plain.tokens_per_s
 
     def render_chat(self, messages: list[dict[str, str]]) -> str:
         if not self._template:

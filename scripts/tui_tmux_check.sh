@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Drive `localspec chat` in a real terminal (a detached tmux session): wait for
 # the model to load, send a message, check that a reply appears and that the
-# stats panel shows numbers, then quit with Ctrl+Q and check the exit status.
+# stats panel shows numbers, that `-` shortens the draft length (a fixed one,
+# or auto's limit), then quit with Ctrl+Q and check the exit status.
 #
 # usage: scripts/tui_tmux_check.sh [MODEL] [METHOD]
 #   MODEL   model name from models.toml or a GGUF path (default smollm2-135m)
@@ -70,6 +71,20 @@ wait_for "a reply finished (its summary line)" "[1-9][0-9]* tokens · [0-9]+\.[0
 wait_for "the stats panel shows the reply's speed" "tok/s +[0-9]+\.[0-9]"
 wait_for "the stats panel counts tokens" "tokens +[1-9][0-9]*"
 wait_for "the stats panel shows the plain rate" "plain +[0-9]+\.[0-9] tok/s"
+draft_length() { screen | grep -oE "draft length (auto ≤ )?[0-9]+" | head -1; }
+before=$(draft_length)
+tmux send-keys -t "$session" -l -- "-"
+wait_for "- shortened the ${before:-draft length}" "draft length (auto ≤ )?[0-9]+" >/dev/null
+deadline=$((SECONDS + 10))
+until [ "$(draft_length)" != "$before" ]; do
+    if ((SECONDS > deadline)); then
+        echo "FAIL: - left '$before' as it was; the screen was:" >&2
+        screen >&2
+        exit 1
+    fi
+    sleep 0.5
+done
+echo "ok: - changed '$before' to '$(draft_length)'"
 tmux send-keys -t "$session" C-q
 wait_for "the app quit cleanly" "localspec exited with 0"
 echo "PASS: localspec chat --target $model --method $method"

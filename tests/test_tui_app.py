@@ -12,7 +12,8 @@ from textual.widgets.markdown import MarkdownFence
 from localspec.errors import LocalspecError
 from tui.app import ChatApp
 from tui.pairs import LoadRequest
-from tui.reply import DRAFT, TARGET, ReplyView, TokenText, UserMessage
+from tui.reply import DRAFT, TARGET, ReplyView, UserMessage
+from tui.tokenlog import TokenLog
 from tui.screens import ExportScreen
 from tui.store import ChatStore
 
@@ -80,7 +81,7 @@ async def test_send_streams_a_reply_coloured_by_origin():
         assert reply.text == "Hello there. How are you?"
         assert reply.runs == [["Hello", DRAFT], [" there.", TARGET], [" How are", DRAFT], [" you?", TARGET]]
         assert engine.calls == [[{"role": "user", "content": "Hi!"}]]
-        assert reply.query_one(TokenText).display and not reply.query_one(Markdown).display
+        assert reply.query_one(TokenLog).display and not reply.query_one(Markdown).display
         c = app.stats.counters
         assert (c.n_generated, c.drafted, c.accepted, c.steps) == (7, 9, 4, 3)
         assert len(app.stats.rates) == 3
@@ -104,7 +105,7 @@ async def test_markdown_streams_deltas_then_renders_the_whole_reply():
         reply = app.reply
         markdown = reply.query_one(Markdown)
         await until(pilot, lambda: markdown.source == "```python\nprint(1)\n```")
-        assert markdown.display and not reply.query_one(TokenText).display
+        assert markdown.display and not reply.query_one(TokenLog).display
         engine.resume.set()
         reply = await reply_done(pilot)
         fence = reply.query_one(MarkdownFence)

@@ -33,9 +33,39 @@ async def test_plus_and_minus_change_the_draft_length_of_the_next_steps():
         assert engine.draft_max == 0
         await pilot.press(*["plus"] * 20)
         assert engine.draft_max == 16
-        engine.auto_draft = True
-        await pilot.press("minus")  # a fixed length turns the automatic one off
-        assert (engine.draft_max, engine.auto_draft) == (15, False)
+        await pilot.press("ctrl+g")  # automatic length: + and - now set the most it may pick
+        await pilot.press("minus", "minus")
+        assert (engine.draft_max, engine.auto_draft, engine.auto_limit) == (16, True, 6)
+        assert "draft length auto ≤ 6" in text_of(app, "#setting")
+        await pilot.press("ctrl+g")
+        await pilot.press("minus")
+        assert (engine.draft_max, engine.auto_limit) == (15, 6)
+
+
+@async_test
+async def test_plus_and_minus_set_the_most_auto_may_draft():
+    """Under method auto the planner picks k; + and - bound it (engine.auto_limit,
+    0 up to engine.auto_ceiling, the longest draft it could pick)."""
+    engine = ScriptedEngine([LONG, LONG], pause_after=1, method="auto")
+    app = make_app(engine)
+    async with app.run_test() as pilot:
+        await ready(pilot)
+        await pilot.press("plus")  # already the most there is
+        assert engine.auto_limit == 8 and engine.draft_max == 4
+        await send(pilot, "go")
+        await until(pilot, engine.paused.is_set)
+        await pilot.press("minus", "minus", "minus")
+        assert engine.auto_limit == 5 and "draft length auto ≤ 5" in text_of(app, "#setting")
+        engine.resume.set()
+        await reply_done(pilot)
+        assert [k for _, k in engine.steps_seen] == [8, 5, 5, 5]
+        await pilot.press(*["minus"] * 9)
+        assert engine.auto_limit == 0 and "auto ≤ 0" in text_of(app, "#setting")
+        await pilot.press("plus")
+        assert engine.auto_limit == 1 and engine.draft_max == 4
+        engine.auto_ceiling = 16  # a machine whose verify curve is flat lets lookup draft longer
+        await pilot.press(*["plus"] * 20)
+        assert engine.auto_limit == 16 and "auto ≤ 16" in text_of(app, "#setting")
 
 
 @async_test
@@ -44,9 +74,7 @@ async def test_method_cycles_and_automatic_draft_length_toggles():
     app = make_app(engine)
     async with app.run_test() as pilot:
         await ready(pilot)
-        assert "draft length auto" in text_of(app, "#setting")
-        await pilot.press("plus")  # auto picks k itself: nothing to set
-        assert engine.draft_max == 4 and any("picks the draft length" in n for n in notes(app))
+        assert "draft length auto ≤ 8" in text_of(app, "#setting")
         seen = []
         for _ in engine.methods:
             await pilot.press("ctrl+f")

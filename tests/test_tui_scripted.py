@@ -37,11 +37,14 @@ class ScriptedEngine:
     method: str = "draft"
     draft_max: int = 4
     auto_draft: bool = False
+    auto_limit: int = 8
+    auto_ceiling: int = 8  # the longest draft the planner could pick (Engine.auto_ceiling)
     plain_tokens_per_s: float | None = 10.0
     warnings: list[str] = field(default_factory=list)
     fail_with: Exception | None = None  # raised by chat()
     final_stop: str | None = None  # stop reason when the script runs out (default "eog")
     pause_after: int | None = None  # steps after which iteration waits for `resume`
+    gate: threading.Semaphore | None = None  # when set, each step waits to acquire it (tests pace steps)
     calls: list[list[dict[str, str]]] = field(default_factory=list)
     options: list = field(default_factory=list)
     steps_seen: list[tuple[str, int]] = field(default_factory=list)  # (method, k) of every step
@@ -89,8 +92,15 @@ class ScriptedGeneration:
                 if self.cancel.is_set():
                     stop = "cancelled"
                     break
+            if eng.gate is not None:
+                while not eng.gate.acquire(timeout=0.01):
+                    if self.cancel.is_set():
+                        break
+                if self.cancel.is_set():
+                    stop = "cancelled"
+                    break
             method = "lookup" if eng.method == "auto" else eng.method
-            k = eng.draft_max
+            k = eng.auto_limit if eng.method == "auto" or eng.auto_draft else eng.draft_max
             eng.steps_seen.append((eng.method, k))
             accepted = len(pieces) - 1
             emitted = tuple(

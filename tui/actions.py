@@ -58,13 +58,11 @@ class ChatActions(_Base):
         engine = self._engine_or_say()
         if engine is None:
             return
-        if engine.method == "auto":
-            self.notify("Method auto picks the draft length itself; cycle the method to set one.")
-            return
-        if engine.auto_draft:
-            engine.auto_draft = False
-            self.notify("Automatic draft length off.")
-        engine.draft_max = max(0, min(MAX_DRAFT, engine.draft_max + delta))
+        if engine.method == "auto" or engine.auto_draft:
+            # The planner picks the length: the key sets the most it may pick.
+            engine.auto_limit = max(0, min(engine.auto_ceiling, engine.auto_limit + delta))
+        else:
+            engine.draft_max = max(0, min(MAX_DRAFT, engine.draft_max + delta))
         self._show_settings()
 
     def action_auto_draft(self) -> None:
@@ -94,7 +92,7 @@ class ChatActions(_Base):
 
     async def action_toggle_sources(self) -> None:
         self.show_sources = not self.show_sources
-        self.stats.show_sources = self.show_sources
+        self.stats.set_show_sources(self.show_sources)
         for reply in self.chat_view.query(ReplyView):
             await reply.set_show_sources(self.show_sources)
 

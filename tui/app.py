@@ -1,16 +1,23 @@
 """`localspec chat`: a chat that shows speculative decoding at work.
 
-Threads: the engine loads and generates in thread workers; they only post
-messages (tui.messages) and the handlers here change the screen, so typing
-and scrolling stay smooth while a reply streams. `_engine_lock` is held by
-whoever uses the engine (a generation, a swap, the shutdown), so the engine
-is never closed under a step in progress.
+Threads: the engine loads and generates in thread workers; they never touch
+a widget and never wait for the UI. A generation puts its steps in a
+`StepFeed` (a deque: an append, nothing more) and posts one message when it
+ends; loading posts messages (tui.messages). On the UI thread a timer takes
+whatever steps have arrived FLUSH_S apart and draws them as one batch: one
+append to the reply; or, every STATS_S, the stats panel (see `_flush`). The UI's
+work per second is then bounded whatever the engine's speed, and on a CPU
+whose cores llama.cpp's threads keep busy every ms of it is a ms taken from
+decoding. `_engine_lock` is held by whoever uses the engine (a generation,
+a swap, the shutdown), so the engine is never closed under a step in progress.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 import traceback
+from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
@@ -21,11 +28,12 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Footer, Header, Label, ProgressBar
 
 from localspec.errors import LocalspecError
+from localspec.events import StepEvent
 from localspec.generate import GenerateOptions
 from localspec.verify import SamplingParams
 from tui.actions import ChatActions
 from tui.keymap import load_keymap
-from tui.messages import EngineReady, LoadFailed, LoadProgress, ReplyDone, ReplyFailed, StepDone
+from tui.messages import EngineReady, LoadFailed, LoadProgress, ReplyDone, ReplyFailed
 from tui.pairs import LoadRequest, PairChoice, pair_choices
 from tui.prompt import Prompt
 from tui.reply import ReplyView, SystemNote, UserMessage
@@ -40,6 +48,27 @@ Loader = Callable[[LoadRequest, Progress], "Engine"]
 STAGES = {"fetch": "fetching", "load": "loading", "calibrate": "measuring decode speed"}
 
 
+class StepFeed:
+    """Steps on their way from the engine thread to the UI thread.
+
+    deque.append and popleft are atomic, so the engine appends without a
+    lock or a wake-up, and the UI takes what is there when its timer fires.
+    """
+
+    def __init__(self) -> None:
+        self._steps: deque[StepEvent] = deque()
+        self.put = self._steps.append
+
+    def __len__(self) -> int:
+        return len(self._steps)
+
+    def take(self) -> list[StepEvent]:
+        steps = []
+        while self._steps:
+            steps.append(self._steps.popleft())
+        return steps
+
+
 def load_with_engine(request: LoadRequest, progress: Progress) -> Engine:
     from localspec.engine import load_engine
 
@@ -49,6 +78,8 @@ def load_with_engine(request: LoadRequest, progress: Progress) -> Engine:
 class ChatApp(ChatActions, App[None]):
     TITLE = "localspec"
     CSS_PATH = "chat.tcss"
+    FLUSH_S = 1 / 12  # a tick draws the reply's text or the panel: text 8-12 times a second
+    STATS_S = 0.25  # the panel: a few times a second is enough to watch
     BINDINGS = [
         Binding("escape", "cancel", "Stop", id="cancel", tooltip="Stop the reply (kept, marked)"),
         # While the prompt holds text, check_action disables these and the
@@ -94,6 +125,13 @@ class ChatApp(ChatActions, App[None]):
         self._engine_lock = threading.Lock()
         self._cancel = threading.Event()
         self._closing = False
+        self._feed = StepFeed()
+        self._unshown: list[StepEvent] = []  # taken from the feed, not drawn yet
+        self._text_last = False  # whether the last tick drew text (then the panel's turn)
+        self._stats_at = 0.0
+        self.clock = time.monotonic
+        self.flushes = 0  # batches drawn (the tests count them)
+        self._blink = True
 
     def compose(self) -> ComposeResult:
         self.chat_view = VerticalScroll(id="conversation")
@@ -118,6 +156,7 @@ class ChatApp(ChatActions, App[None]):
         keys = {b: self.key_for(b) for b in ("send", "newline", "help")}
         self.prompt.placeholder = f"Message · {keys['send']} sends · {keys['newline']} new line · {keys['help']} keys"
         self.chat_view.anchor()
+        self._flusher = self.set_interval(self.FLUSH_S, self._flush, pause=True)
         recent = self.store.conversations(limit=1)
         if recent:
             await self._open_conversation(recent[0].id)
@@ -129,8 +168,10 @@ class ChatApp(ChatActions, App[None]):
         with self._engine_lock:  # waits for a step in progress to end
             self._closing = True
             engine, self.engine = self.engine, None
-        if self.reply is not None and self.reply.text:
-            self._save_reply(self.reply, "cancelled", self.stats.counters)
+        if self.reply is not None:
+            self.reply.absorb(self._unshown + self._feed.take())
+            if self.reply.text:
+                self._save_reply(self.reply, "cancelled", self.stats.latest_counters)
         if engine is not None:
             engine.close()
         self.store.close()
@@ -166,7 +207,9 @@ class ChatApp(ChatActions, App[None]):
         self.post_message(EngineReady())
 
     @work(thread=True, group="generate", exit_on_error=False)
-    def _generate(self, messages: list[dict[str, str]], options: GenerateOptions, reply: ReplyView) -> None:
+    def _generate(
+        self, messages: list[dict[str, str]], options: GenerateOptions, reply: ReplyView, feed: StepFeed
+    ) -> None:
         cancel = self._cancel
         with self._engine_lock:
             engine = self.engine
@@ -176,7 +219,7 @@ class ChatApp(ChatActions, App[None]):
             try:
                 generation = engine.chat(messages, options, cancel)
                 for event in generation:
-                    self.post_message(StepDone(reply, event))
+                    feed.put(event)
                 assert generation.result is not None
                 self.post_message(ReplyDone(reply, generation.result))
             except LocalspecError as e:
@@ -189,8 +232,10 @@ class ChatApp(ChatActions, App[None]):
         verb, _, what = message.stage.partition(" ")
         self.query_one("#load-stage", Label).update(" ".join(filter(None, (STAGES.get(verb, verb), what))) + "…")
         bar = self.query_one(ProgressBar)
-        # The engine reports stage starts (0) and ends (1): in between, a pulse.
-        bar.update(total=1.0 if message.fraction > 0 else None, progress=message.fraction)
+        # The engine reports stage starts (0) and ends (1): in between, a pulse,
+        # except while it times decoding: an animation then would be measured too.
+        pulse = message.fraction == 0 and verb != "calibrate"
+        bar.update(total=None if pulse else 1.0, progress=message.fraction)
         self.query_one("#loadbar").display = True
 
     def on_engine_ready(self, _: EngineReady) -> None:
@@ -206,17 +251,56 @@ class ChatApp(ChatActions, App[None]):
         self.sub_title = f"no model loaded · {self.key_for('pairs')} picks a pair"
         self.notify(message.error, title="Model failed to load", severity="error", timeout=20)
 
-    async def on_step_done(self, message: StepDone) -> None:
-        await message.reply.add_step(message.event)
-        if message.reply is self.reply:
-            self.stats.show_step(message.event)
-            if self.engine is not None:  # plain steps refine the measured plain rate
-                self.stats.plain_rate = self.engine.plain_tokens_per_s
+    async def _flush(self, final: bool = False) -> None:
+        """Draw what arrived since the last tick: the reply's new text, or the panel.
+
+        Never both in one tick: Textual redraws the box around everything dirty
+        in a frame, and the reply's last row (bottom left) with the panel (top
+        right) is nearly the whole screen; apart, each is a strip. When both
+        are due they take turns, so neither waits more than a tick.
+        """
+        reply = self.reply
+        if reply is None:
+            return
+        steps = self._feed.take()
+        self.stats.add_steps(steps)  # counted now, drawn below
+        self._unshown += steps
+        now = self.clock()
+        panel = self.stats.pending and (final or now - self._stats_at >= self.STATS_S)
+        text = bool(self._unshown) and (final or not (panel and self._text_last))
+        with self.batch_update():  # one frame per tick
+            if text:
+                steps, self._unshown = self._unshown, []
+                self.flushes += 1
+                await reply.add_steps(steps)
+            if panel and (final or not text):
+                self._stats_at = now
+                self.stats.draw_steps(self._plain_rate(), now)
+        self._text_last = text
+
+    def _streaming(self, on: bool) -> None:
+        """The flush timer runs only while a reply streams. The prompt's cursor
+        does not blink meanwhile: each blink is a screen update, as dear as a flush."""
+        if on:
+            self._flusher.resume()
+            self._blink, self.prompt.cursor_blink = self.prompt.cursor_blink, False
+        else:
+            self._flusher.pause()
+            self.prompt.cursor_blink = self._blink
+
+    def _plain_rate(self) -> float | None:
+        return self.engine.plain_tokens_per_s if self.engine is not None else None
 
     async def on_reply_done(self, message: ReplyDone) -> None:
         result, reply = message.result, message.reply
+        if reply is self.reply:
+            await self._flush(final=True)
+        self._streaming(False)
         await reply.finish(result.text, result.stop_reason, result.counters)
-        self.stats.counters = result.counters
+        plain = self._plain_rate()
+        if reply.stats is not None:
+            reply.stats["plain_tokens_per_s"] = plain  # what the panel compared with (scripts/chat_speed.py reads it)
+        self.stats.show_counters(result.counters, plain)
         if result.stop_reason == "cancelled" and not result.text:
             await reply.remove()
             self.reply = None
@@ -228,6 +312,9 @@ class ChatApp(ChatActions, App[None]):
         self.refresh_bindings()
 
     async def on_reply_failed(self, message: ReplyFailed) -> None:
+        self._streaming(False)
+        self._feed.take()
+        self._unshown = []
         await message.reply.remove()
         self.reply = None
         self.refresh_bindings()
@@ -276,10 +363,12 @@ class ChatApp(ChatActions, App[None]):
         self.chat_view.anchor()
         self.reply = reply
         self._cancel = threading.Event()
+        self._feed, self._unshown = StepFeed(), []
         self.stats.start_reply()
         self.refresh_bindings()
         options = GenerateOptions(max_tokens=s.max_tokens, sampling=SamplingParams(temp=s.temperature, top_p=s.top_p))
-        self._generate(messages, options, reply)
+        self._streaming(True)
+        self._generate(messages, options, reply, self._feed)
 
     async def _open_conversation(self, conversation_id: int) -> None:
         conversation = self.store.get(conversation_id)
@@ -304,6 +393,6 @@ class ChatApp(ChatActions, App[None]):
     def _show_settings(self) -> None:
         e = self.engine
         if e is not None:
-            self.stats.show_settings(e.method, e.draft_max, e.auto_draft, e.plain_tokens_per_s)
+            self.stats.show_settings(e.method, e.draft_max, e.auto_draft, e.auto_limit, e.plain_tokens_per_s)
             self.sub_title = f"{self._model_label()} · {e.method}"
         self.refresh_bindings()

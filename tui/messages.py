@@ -2,7 +2,9 @@
 
 Workers never touch a widget: they post these messages (thread-safe, and
 never blocking the engine on the UI) and the app's handlers, on the UI
-thread, change the screen.
+thread, change the screen. A generation's steps do not come as messages
+(one per step would wake the UI per step): they go into the app's StepFeed,
+which the UI drains on a timer; only the end of a reply is a message.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from textual.message import Message
 
-from localspec.events import GenerationResult, StepEvent
+from localspec.events import GenerationResult
 
 if TYPE_CHECKING:
     from tui.reply import ReplyView
@@ -32,13 +34,6 @@ class LoadFailed(Message):
     def __init__(self, error: str):
         super().__init__()
         self.error = error
-
-
-class StepDone(Message):
-    def __init__(self, reply: ReplyView, event: StepEvent):
-        super().__init__()
-        self.reply = reply
-        self.event = event
 
 
 class ReplyDone(Message):

@@ -1,27 +1,31 @@
 """The conversation's messages: what the user sent and what the model replied.
 
-A reply has two faces. As Markdown it streams its deltas and is rendered
-once more, whole, when it ends (a code fence split across deltas is only
-right in the full render). As token text every token is coloured by its
-origin: accepted from a draft, or produced by the target itself. Only the
-face on show is kept up to date; the other is rebuilt when it is toggled in.
+A reply has two faces. As token text (tui.tokenlog) every token is coloured
+by its origin: accepted from a draft, or produced by the target itself; it
+appends, drawing only the rows new tokens touched. As Markdown it streams its
+deltas through MarkdownStream, which re-parses only the last block, and is
+rendered once more, whole, when it ends (a code fence split across deltas is
+only right in the full render). Steps arrive in batches (tui.app flushes a
+few times a second), each batch one append. The Markdown face is kept up to
+date only while on show and rebuilt when it is toggled in; the token text
+always takes the text (it wraps and draws only while shown).
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Sequence
 
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.content import Content
-from textual.widget import Widget
 from textual.widgets import Markdown, Static
 from textual.widgets.markdown import MarkdownStream
 
 from localspec.events import Counters, StepEvent
 from tui.store import Runs, StoredMessage
+from tui.tokenlog import DRAFT, TARGET, TokenLog
 
-DRAFT, TARGET = "d", "t"
+GROW_ROWS = 3  # a streaming reply's height grows this many rows at a time (see tui.tokenlog)
 
 
 class UserMessage(Static):
@@ -58,36 +62,6 @@ class SystemNote(Static):
     def show(self, system: str) -> None:
         self.update(Content.assemble(("system  ", "bold"), system))
         self.display = bool(system)
-
-
-class TokenText(Widget):
-    """Reply text with each token styled by where it came from."""
-
-    COMPONENT_CLASSES: ClassVar[set[str]] = {"token--draft", "token--target"}
-    DEFAULT_CSS = """
-    TokenText {
-        height: auto;
-        padding: 0 1;
-    }
-    TokenText > .token--draft {
-        color: $text-success;
-        background: $success 12%;
-    }
-    TokenText > .token--target {
-        color: $foreground;
-    }
-    """
-
-    def __init__(self, runs: list[list[str]]):
-        super().__init__()
-        self.runs = runs  # [text, DRAFT|TARGET], adjacent runs of one origin merged; shared with the reply
-
-    def render(self) -> Content:
-        styles = {
-            DRAFT: self.get_visual_style("token--draft", partial=True),
-            TARGET: self.get_visual_style("token--target", partial=True),
-        }
-        return Content.assemble(*((text, styles[origin]) for text, origin in self.runs))
 
 
 class ReplyView(Vertical, can_focus=True):
@@ -129,40 +103,56 @@ class ReplyView(Vertical, can_focus=True):
         if message is not None:
             self._runs_from_stored(message.content, message.sources)
         self._stream: MarkdownStream | None = None
+        # Held, not queried: a reply that ends while the app quits still takes its last steps.
+        self._tokens = TokenLog((text, origin) for text, origin in self.runs)
+        self._tokens.block = GROW_ROWS if self.streaming else 1
+        self._markdown = Markdown(self.text if not show_sources else "")
+        self._note_line = Static(self._note(), id="note", markup=False)
 
     def compose(self) -> ComposeResult:
-        yield Markdown(self.text if not self.show_sources else "")
-        yield TokenText(self.runs)
-        yield Static(self._note(), id="note", markup=False)
+        yield self._markdown
+        yield self._tokens
+        yield self._note_line
 
     def on_mount(self) -> None:
         self._show(self.show_sources)
         self.set_class(self.stop_reason == "cancelled", "-cancelled")
 
-    async def add_step(self, event: StepEvent) -> None:
-        if event.method not in self.methods:
-            self.methods.append(event.method)
-        for token, piece in zip(event.tokens, event.pieces):
-            self._append(piece, DRAFT if token.source == "draft" else TARGET)
-        self.text += event.text
-        if self.show_sources:
-            self.query_one(TokenText).refresh(layout=True)
-        elif event.text:
+    def absorb(self, events: Sequence[StepEvent]) -> str:
+        """Take a batch of steps into the text, its origins and the token face;
+        return the text they added."""
+        pieces = []
+        for event in events:
+            if event.method not in self.methods:
+                self.methods.append(event.method)
+            for token, piece in zip(event.tokens, event.pieces):
+                if piece:
+                    origin = DRAFT if token.source == "draft" else TARGET
+                    self._append(piece, origin)
+                    pieces.append((piece, origin))
+        delta = "".join(event.text for event in events)
+        self.text += delta
+        self._tokens.append(pieces)
+        return delta
+
+    async def add_steps(self, events: Sequence[StepEvent]) -> None:
+        delta = self.absorb(events)
+        if not self.show_sources and delta:
             if self._stream is None:
-                self._stream = Markdown.get_stream(self.query_one(Markdown))
-            await self._stream.write(event.text)
+                self._stream = Markdown.get_stream(self._markdown)
+            await self._stream.write(delta)
 
     async def finish(self, text: str, stop_reason: str, counters: Counters) -> None:
         self.streaming = False
+        self._tokens.block = 1
         self.text = text
         self.stop_reason = stop_reason
         self.stats = counters.to_dict() | {"methods": self.methods}
         await self._stop_stream()
         if not self.show_sources:
-            await self.query_one(Markdown).update(self.text)
-        self.query_one(TokenText).refresh(layout=True)
+            await self._markdown.update(self.text)
         self.set_class(stop_reason == "cancelled", "-cancelled")
-        self.query_one("#note", Static).update(self._note())
+        self._note_line.update(self._note())
 
     async def set_show_sources(self, show: bool) -> None:
         if show == self.show_sources:
@@ -170,7 +160,7 @@ class ReplyView(Vertical, can_focus=True):
         self.show_sources = show
         await self._stop_stream()
         if not show:
-            await self.query_one(Markdown).update(self.text)
+            await self._markdown.update(self.text)
         self._show(show)
 
     def sources(self) -> Runs:
@@ -192,10 +182,10 @@ class ReplyView(Vertical, can_focus=True):
         self._append(text[at:], TARGET)  # no sources stored: all the target's
 
     def _show(self, sources: bool) -> None:
-        self.query_one(Markdown).display = not sources
-        token_text = self.query_one(TokenText)
-        token_text.display = sources
-        token_text.refresh(layout=True)
+        self._markdown.display = not sources
+        tokens = self._tokens
+        tokens.display = sources
+        tokens.refresh(layout=True)
 
     async def _stop_stream(self) -> None:
         if self._stream is not None:

@@ -3,21 +3,30 @@
 Every number comes from the engine's step events (the reply's running
 `Counters`) and its settings; the panel keeps no statistics of its own
 beyond the per-step rates its sparkline draws.
+
+It draws when told to, never per step: the app hands it batches of steps
+(`add_steps`) and asks for a draw a few times a second (`draw_steps`), and
+a draw updates only the lines whose text changed. Settings (a key press)
+are drawn at once.
 """
 
 from __future__ import annotations
 
+from collections import deque
+from typing import Sequence
+
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.content import Content
-from textual.reactive import reactive
 from textual.widgets import Sparkline, Static
 
+from localspec.controller import K_MAX
 from localspec.events import Counters, StepEvent
 
 BAR_WIDTH = 12
 MAX_POSITIONS = 8
 SPARK_POINTS = 120
+SPARK_S = 1.0  # the sparkline costs as much to draw as the rest of the panel: once a second
 
 
 def bar(fraction: float, width: int = BAR_WIDTH) -> str:
@@ -50,86 +59,139 @@ class StatsPanel(VerticalScroll, can_focus=False):
     }
     """
 
-    counters: reactive[Counters | None] = reactive(None, always_update=True)
-    """Running totals of the reply being generated, or of the last one."""
-    method: reactive[str] = reactive("")
-    """The engine's method setting (what the next step will use, "auto" included)."""
-    step_method: reactive[str] = reactive("")
-    """The drafter the last step actually used; under "auto" it varies per step."""
-    draft_max: reactive[int] = reactive(0)
-    """The engine's draft length setting."""
-    auto_draft: reactive[bool] = reactive(False)
-    """Whether the engine chooses the draft length each step."""
-    step_k: reactive[int | None] = reactive(None)
-    """The draft length the last step asked for."""
-    plain_rate: reactive[float | None] = reactive(None)
-    """Measured plain-decoding tokens/s of this target here; None until known."""
-    rates: reactive[tuple[float, ...]] = reactive(())
-    """Tokens/s of each step of this reply, oldest first (the sparkline's data)."""
-    show_sources: reactive[bool] = reactive(True)
-    """Whether replies colour tokens by origin (the legend says so)."""
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.counters: Counters | None = None  # running totals shown: this reply's, or the last one's
+        self.rates: deque[float] = deque(maxlen=SPARK_POINTS)  # tokens/s of each step, oldest first
+        self.method = ""  # the engine's setting ("auto" included)
+        self.step_method = ""  # the drafter the last shown step used; under auto it varies per step
+        self.step_k: int | None = None  # the draft length that step asked for
+        self.draft_max = 0
+        self.auto_draft = False  # whether the engine picks the length each step
+        self.auto_limit = K_MAX  # the most it may pick
+        self.plain_rate: float | None = None  # plain decoding's tokens/s here; None until measured
+        self.show_sources = True  # whether replies colour tokens (the legend says so)
+        self.draws = 0  # draws that changed something (the tests count them)
+        self._latest: StepEvent | None = None  # the newest step not drawn yet
+        self._rates_changed = False
+        self._spark_at = float("-inf")
+        self._shown: dict[str, tuple] = {}
 
     def compose(self) -> ComposeResult:
-        yield Static(id="setting")
+        # Held, not queried: a reply that ends while the app quits still draws its totals.
+        self._lines = {name: Static(id=name) for name in ("setting", "speed", "acceptance", "positions", "split", "legend")}
+        self._spark = Sparkline([], id="spark")
+        self._spark.summary_function = lambda values: sum(values) / len(values)
+        yield self._lines["setting"]
         yield Static("this reply", classes="heading")
-        yield Static(id="speed")
-        yield Sparkline([], id="spark")
-        yield Static(id="acceptance")
+        yield self._lines["speed"]
+        yield self._spark
+        yield self._lines["acceptance"]
         yield Static("acceptance by draft position", classes="heading")
-        yield Static(id="positions")
+        yield self._lines["positions"]
         yield Static("time: drafting vs verifying", classes="heading")
-        yield Static(id="split")
-        yield Static(id="legend")
+        yield self._lines["split"]
+        yield self._lines["legend"]
 
     def on_mount(self) -> None:
-        self.query_one(Sparkline).summary_function = lambda values: sum(values) / len(values)
         self._draw()
 
     def start_reply(self) -> None:
-        self.rates = ()
+        self.rates.clear()
+        self._rates_changed = True
         self.counters = None
+        self._latest = None
         self.step_method = ""
         self.step_k = None
+        self._draw()
 
-    def show_step(self, event: StepEvent) -> None:
-        if event.wall_s > 0:
-            self.rates = (*self.rates, len(event.tokens) / event.wall_s)[-SPARK_POINTS:]
-        self.step_method = event.method
-        self.step_k = event.k
-        self.counters = event.counters
+    def add_steps(self, events: Sequence[StepEvent]) -> None:
+        """Take steps in; nothing is drawn until `draw_steps`."""
+        for event in events:
+            if event.wall_s > 0:
+                self.rates.append(len(event.tokens) / event.wall_s)
+                self._rates_changed = True
+        if events:
+            self._latest = events[-1]
 
-    def show_settings(self, method: str, draft_max: int, auto_draft: bool, plain_rate: float | None) -> None:
-        self.method = method
-        self.draft_max = draft_max
-        self.auto_draft = auto_draft
+    @property
+    def pending(self) -> bool:
+        return self._latest is not None
+
+    @property
+    def latest_counters(self) -> Counters | None:
+        """The newest totals, drawn or not."""
+        return self._latest.counters if self._latest is not None else self.counters
+
+    def draw_steps(self, plain_rate: float | None, now: float) -> None:
+        """Draw the newest step taken in (its totals, method and k); the
+        sparkline at most every SPARK_S."""
+        if self._latest is not None:
+            event, self._latest = self._latest, None
+            self.counters = event.counters
+            self.step_method = event.method
+            self.step_k = event.k
         self.plain_rate = plain_rate
+        spark = self._rates_changed and now - self._spark_at >= SPARK_S
+        if spark:
+            self._spark_at = now
+        self._draw(spark)
 
-    def watch_rates(self, rates: tuple[float, ...]) -> None:
-        if self.is_mounted:
-            self.query_one(Sparkline).data = list(rates)
+    def show_counters(self, counters: Counters, plain_rate: float | None) -> None:
+        """A reply's final totals."""
+        self._latest = None
+        self.counters = counters
+        self.plain_rate = plain_rate
+        self._draw()
 
-    def _watch_any(self) -> None:
-        if self.is_mounted:
-            self._draw()
+    def show_settings(
+        self, method: str, draft_max: int, auto_draft: bool, auto_limit: int, plain_rate: float | None
+    ) -> None:
+        self.method, self.draft_max, self.auto_draft, self.auto_limit = method, draft_max, auto_draft, auto_limit
+        self.plain_rate = plain_rate
+        self._draw()
 
-    watch_counters = watch_method = watch_step_method = watch_draft_max = _watch_any
-    watch_auto_draft = watch_step_k = watch_plain_rate = watch_show_sources = _watch_any
+    def set_show_sources(self, show: bool) -> None:
+        self.show_sources = show
+        self._draw()
 
-    def _draw(self) -> None:
+    def _draw(self, spark: bool = True) -> None:
+        if not self.is_mounted:
+            return
         c = self.counters
-        self.query_one("#setting", Static).update(self._setting_text())
-        self.query_one("#speed", Static).update(self._speed_text(c))
-        self.query_one("#acceptance", Static).update(self._acceptance_text(c))
-        self.query_one("#positions", Static).update(self._positions_text(c))
-        self.query_one("#split", Static).update(self._split_text(c))
-        self.query_one("#legend", Static).update(self._legend())
+        changed = False
+        for line, content in (
+            ("setting", self._setting_text()),
+            ("speed", self._speed_text(c)),
+            ("acceptance", self._acceptance_text(c)),
+            ("positions", self._positions_text(c)),
+            ("split", self._split_text(c)),
+            ("legend", self._legend()),
+        ):
+            key = (content.plain, tuple(content.spans))
+            old = self._shown.get(line)
+            if old != key:
+                self._shown[line] = key
+                self._lines[line].update(content, layout=self._height_may_change(old, content))
+                changed = True
+        if self._rates_changed and spark:
+            self._rates_changed = False
+            self._spark.data = list(self.rates)
+            changed = True
+        self.draws += changed
+
+    def _height_may_change(self, old: tuple | None, new: Content) -> bool:
+        # A layout costs a reflow of the screen; the panel's lines mostly keep their height.
+        if old is None or old[0].count("\n") != new.plain.count("\n"):
+            return True
+        return max(map(len, new.plain.split("\n"))) >= self.scrollable_content_region.width
 
     def _setting_text(self) -> Content:
         automatic = self.method == "auto" or self.auto_draft
         if not self.method:
             k = "–"
         elif automatic:
-            k = "auto"
+            k = f"auto ≤ {self.auto_limit}"
         else:
             k = str(self.draft_max)
         used = ""

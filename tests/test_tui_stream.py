@@ -1,0 +1,189 @@
+"""The chat costs the engine nothing it can avoid: steps are drawn in batches
+on a timer, a batch redraws only the rows its text touched, and the panel
+draws a few times a second. Counted, never timed: these hold on any machine.
+The same properties on the real engine: test_tui_e2e.py."""
+
+from __future__ import annotations
+
+import threading
+
+from test_tui_app import dirs, make_app, ready, reply_done, send, until  # noqa: F401 (fixture)
+from test_tui_scripted import ScriptedEngine, async_test, step
+from textual.content import Content
+from textual.geometry import Offset
+from textual.selection import Selection
+from textual.visual import Visual
+from textual.widgets import Markdown
+
+from tui.tokenlog import TokenLog
+
+NEVER = 3600.0  # a flush interval the tests outlast: they flush by hand
+
+
+def words(n: int, line_every: int = 6) -> list:
+    """n one-word steps, a line break every few; every third step's word came from a draft."""
+    out = []
+    for i in range(n):
+        end = "\n" if i % line_every == line_every - 1 else " "
+        out.append(step(f"w{i}", end) if i % 3 == 0 else step(f"w{i}{end}"))
+    return out
+
+
+def cells(strip) -> list:
+    """A strip cell by cell: character, look, and the text offset selection reads."""
+    out = []
+    for seg in strip:
+        style = seg.style
+        x, y = style.meta["offset"]
+        out += [(ch, style.color, style.bgcolor, style.bold, (x + i, y)) for i, ch in enumerate(seg.text)]
+    return out
+
+
+def hand_flushed(engine: ScriptedEngine):
+    app = make_app(engine)
+    app.FLUSH_S = NEVER
+    return app
+
+
+@async_test
+async def test_the_engine_runs_on_while_the_ui_draws_nothing_then_one_batch_draws_it_all():
+    script = words(200)
+    engine = ScriptedEngine([script], pause_after=len(script) - 1)
+    app = hand_flushed(engine)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await ready(pilot)
+        await send(pilot, "go")
+        await until(pilot, engine.paused.is_set)
+        # 199 steps taken, none drawn: nothing made the engine wait for the UI.
+        assert len(app._feed) == 199 and app.flushes == 0 and app.reply.text == ""
+        draws = app.stats.draws
+        await app._flush()  # the text's turn
+        await pilot.pause()
+        reply = app.reply
+        tokens = reply.query_one(TokenLog)
+        assert app.flushes == 1 and len(app._feed) == 0
+        assert reply.text == "".join("".join(p) for p, _ in script[:199])
+        assert app.stats.draws == draws
+        await app._flush()  # the panel's
+        assert app.stats.counters.steps == 199 and app.stats.draws == draws + 1 and app.flushes == 1
+        # Drawn: rows on screen only (twice: the scrollbar appearing narrows the
+        # text, which re-wraps once), and one batch costs one flush however many steps.
+        assert len(tokens._rows) == 34 and tokens.rewraps <= 2
+        assert 0 < tokens.rows_rendered <= 2 * 30
+        engine.resume.set()
+        await reply_done(pilot)
+        assert app.flushes == 2
+
+
+@async_test
+async def test_a_steps_drawing_cost_does_not_grow_with_the_reply():
+    """Strips built and words wrapped per step stay the same from the first
+    step to the 300th: finished rows are never drawn or wrapped again."""
+    script = words(300)
+    engine = ScriptedEngine([script], gate=threading.Semaphore(0))
+    app = hand_flushed(engine)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await ready(pilot)
+        await send(pilot, "go")
+        await until(pilot, lambda: app.reply is not None)
+        tokens = app.reply.query_one(TokenLog)
+        rendered, placed = [], []
+        for _ in script[:-1]:  # the last step ends the reply
+            before = tokens.rows_rendered, sum(w.words_placed for w in tokens._wraps), tokens.rewraps
+            engine.gate.release()
+            await until(pilot, lambda: len(app._feed) == 1)
+            while len(app._feed) or app._unshown:  # a tick may be the panel's turn
+                await app._flush()
+            await pilot.pause()
+            if tokens.rewraps == before[2]:  # a new width re-wraps all, once: counted below
+                rendered.append(tokens.rows_rendered - before[0])
+                placed.append(sum(w.words_placed for w in tokens._wraps) - before[1])
+        assert len(tokens._rows) == 50 and len(rendered) >= len(script) - 3
+        assert max(rendered) <= 2 and max(placed) <= 2  # the row it grew, a row it began; its words
+        assert sum(rendered[-50:]) <= sum(rendered[:50]) + 2
+        assert tokens.rewraps <= 2  # the first layout, and the scrollbar appearing
+        engine.gate.release()
+        await reply_done(pilot)
+
+
+@async_test
+async def test_token_text_wraps_and_colours_exactly_as_a_whole_render():
+    """Streamed a few characters at a time, the rows are the strips the whole
+    reply rendered at once (the old way: one Content, wrapped by Textual) gives:
+    same breaks, same colours, draft tokens included."""
+    text = "def parse(path: str) -> dict[str, float]:\n\tnames = {}  # a comment long enough to wrap, " * 4
+    chunks = [text[i : i + 4] for i in range(0, len(text), 4)]
+    script = [step(*chunks[i : i + 3]) for i in range(0, len(chunks), 3)]  # drafted, drafted, target
+    engine = ScriptedEngine([script])
+    app = make_app(engine)
+    async with app.run_test(size=(70, 60)) as pilot:
+        await ready(pilot)
+        await send(pilot, "go")
+        reply = await reply_done(pilot)
+        await pilot.pause()
+        tokens = reply.query_one(TokenLog)
+        styles = {
+            "d": tokens.get_visual_style("token--draft", partial=True),
+            "t": tokens.get_visual_style("token--target", partial=True),
+        }
+        whole = Content.assemble(*((run, styles[origin]) for run, origin in reply.runs))
+        expected = Visual.to_strips(tokens, whole, tokens.size.width, None, tokens.visual_style)
+        shown = [tokens.render_line(y) for y in range(len(tokens._rows))]
+        assert len(shown) == len(expected) > 8
+        assert [cells(s) for s in shown] == [cells(e) for e in expected]
+        assert any(seg.style.bgcolor for seg in shown[0])  # drafts are highlighted
+        # Mouse selection finds the text through the rows' offsets.
+        app.screen.selections = {tokens: Selection(Offset(4, 0), Offset(4, 1))}
+        await pilot.pause()
+        assert app.screen.get_selected_text() == "parse(path: str) -> dict[str, float]:\n    "
+
+
+@async_test
+async def test_the_panel_draws_a_few_times_a_second_however_fast_steps_come():
+    """A tick draws the text or the panel, never both (one frame around both
+    would span the screen); the panel every STATS_S, the text in between."""
+    script = words(40)
+    engine = ScriptedEngine([script], gate=threading.Semaphore(0))
+    app = hand_flushed(engine)
+    now = [100.0]
+    app.clock = lambda: now[0]
+    async with app.run_test() as pilot:
+        await ready(pilot)
+        await send(pilot, "go")
+        await until(pilot, lambda: app.reply is not None)
+        draws = app.stats.draws
+        turns = []
+        for _ in script[:-1]:  # a tick every 1/16 s of the fake clock, a step before each
+            engine.gate.release()
+            await until(pilot, lambda: len(app._feed) == 1)
+            before = app.flushes, app.stats.draws
+            await app._flush()
+            turns.append(("text" if app.flushes > before[0] else "") + ("panel" if app.stats.draws > before[1] else ""))
+            now[0] += 1 / 16
+        assert set(turns) == {"text", "panel"}  # every tick drew one of them, none both
+        assert app.stats.draws - draws == 10  # ticks 1, 5, 9 ... 37: every STATS_S = 0.25 s
+        assert app.flushes == 29 and "panelpanel" not in "".join(turns)
+        engine.gate.release()
+        await reply_done(pilot)
+        assert app.stats.counters.steps == 40  # the end is always drawn
+
+
+@async_test
+async def test_markdown_gets_one_write_per_flush():
+    script = words(60)
+    engine = ScriptedEngine([script], pause_after=len(script) - 1)
+    app = hand_flushed(engine)
+    async with app.run_test() as pilot:
+        await ready(pilot)
+        await pilot.press("ctrl+t")
+        await send(pilot, "go")
+        await until(pilot, engine.paused.is_set)
+        markdown = app.reply.query_one(Markdown)
+        appends = []
+        original = markdown.append
+        markdown.append = lambda fragment: appends.append(fragment) or original(fragment)
+        await app._flush()
+        await until(pilot, lambda: appends)
+        assert len(appends) == 1 and appends[0] == app.reply.text
+        engine.resume.set()
+        await reply_done(pilot)
