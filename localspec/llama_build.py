@@ -218,10 +218,14 @@ def system_features(system_info: str) -> dict[str, bool]:
     return {name: value == "1" for name, value in found}
 
 
+def amx_in_play(features: dict[str, bool], cpu_flags: list[str]) -> bool:
+    """The build has AMX compiled in and this CPU has AMX."""
+    return "amx_tile" in cpu_flags and any(on for name, on in features.items() if name.startswith("AMX"))
+
+
 def amx_crash_risk(features: dict[str, bool], compiler: str, cpu_flags: list[str]) -> bool:
     """True when this build would fault at ldtilecfg: AMX compiled in by GCC < 13, on a CPU that has AMX."""
-    uses_amx = any(on for name, on in features.items() if name.startswith("AMX"))
-    return uses_amx and "amx_tile" in cpu_flags and (gcc_major(compiler) or 99) < 13
+    return amx_in_play(features, cpu_flags) and (gcc_major(compiler) or 99) < 13
 
 
 def cpu_library() -> Path | None:
@@ -230,10 +234,16 @@ def cpu_library() -> Path | None:
 
 
 def crashes_here(system_info: str) -> bool:
-    """Whether the installed build would fault at ldtilecfg on this CPU."""
+    """Whether the installed build would fault at ldtilecfg on this CPU.
+
+    Runs once per process, before the first model loads: the compiler is read from the library (megabytes)
+    only where the CPU and the build both have AMX, which most machines do not.
+    """
+    features, cpu_flags = system_features(system_info), host_cpu_flags()
+    if not amx_in_play(features, cpu_flags):
+        return False
     cpu_lib = cpu_library()
-    compiler = built_by(cpu_lib) if cpu_lib else ""
-    return amx_crash_risk(system_features(system_info), compiler, host_cpu_flags())
+    return amx_crash_risk(features, built_by(cpu_lib) if cpu_lib else "", cpu_flags)
 
 
 def describe(system_info: str) -> dict:

@@ -84,3 +84,20 @@ def test_doctor_reads_features_and_the_crash_risk():
     assert not lb.amx_crash_risk(features, "GCC: (Debian 12.2.0-14) 12.2.0", lb.host_cpu_flags(EPYC))
     guarded = lb.system_features(info.replace("AMX_INT8 = 1 | ", ""))
     assert not lb.amx_crash_risk(guarded, "GCC: (Debian 12.2.0-14) 12.2.0", xeon)
+
+
+def test_the_load_time_check_reads_the_library_only_where_amx_is_in_play(tmp_path, monkeypatch):
+    info = "CPU : AVX2 = 1 | AMX_INT8 = 1 | REPACK = 1 |"
+    lib = tmp_path / "libggml-cpu.so"
+    lib.write_bytes(b"\x7fELF...GCC: (Debian 12.2.0-14) 12.2.0\x00...")
+    read = []
+    monkeypatch.setattr(lb, "cpu_library", lambda: read.append(lib) or lib)
+    monkeypatch.setattr(lb, "host_cpu_flags", lambda: EPYC_FLAGS)
+    assert not lb.crashes_here(info) and read == []  # no AMX on the CPU: the library is not opened
+    monkeypatch.setattr(lb, "host_cpu_flags", lambda: XEON_FLAGS)
+    assert lb.crashes_here(info) and read == [lib]
+    assert not lb.crashes_here(info.replace("AMX_INT8 = 1 | ", ""))  # the guarded build
+
+
+EPYC_FLAGS = lb.host_cpu_flags(EPYC)
+XEON_FLAGS = lb.host_cpu_flags(SAPPHIRE_RAPIDS)
