@@ -1,12 +1,13 @@
 """A short measurement of verify and draft costs at load, kept per machine.
 
 The planner's first decisions would otherwise be guesses. The numbers depend
-on the model file, the thread count and GPU offload, so they are cached under
+on the model file, the CPU, the thread count and GPU offload, so they are cached under
 that key in the user cache and measured again only when one of them changes.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -14,6 +15,7 @@ from pathlib import Path
 
 from localspec.backend import Context
 from localspec.controller import K_LONG, K_MAX
+from localspec.host import cpu_name
 from localspec.verify import SamplingParams
 
 # Every verify size the planner may choose: the curve is not a line (llama.cpp's
@@ -42,9 +44,12 @@ def _cache_file() -> Path:
 
 
 def _key(ctx: Context, n_threads: int, n_gpu_layers: int) -> str:
+    # The CPU is part of the key: a home directory shared between machines (or
+    # copied to a new one) must not price this CPU's steps with another's curve.
     p = ctx.model.path
     st = p.stat()
-    return f"{p.name}:{st.st_size}:{int(st.st_mtime)}:t{n_threads}:ngl{n_gpu_layers}"
+    cpu = hashlib.sha256(cpu_name().encode()).hexdigest()[:8]
+    return f"{p.name}:{st.st_size}:{int(st.st_mtime)}:t{n_threads}:ngl{n_gpu_layers}:cpu{cpu}"
 
 
 def _time_rows(ctx: Context, rows: tuple[int, ...], seed_tokens: list[int]) -> dict[int, float]:

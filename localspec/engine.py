@@ -24,6 +24,7 @@ from localspec.errors import LocalspecError
 from localspec.controller import K_MAX, Planner, PlannerSettings, lookup_cap
 from localspec.costs import CostModel
 from localspec.generate import GenerateOptions, Generation
+from localspec.host import memory_info
 from localspec.registry import DEFAULT_DRAFT_MAX, DEFAULT_P_MIN
 
 Progress = Callable[[str, float], None]
@@ -317,8 +318,6 @@ def load_engine(
 def check_memory(n_ctx: int, infos: list) -> None:
     """Refuse a context whose KV caches cannot fit in memory: llama.cpp would
     fail to allocate them, or the kernel's OOM killer would end the process."""
-    from localspec.commands.models import memory_info
-
     mem = memory_info()
     per_token = [i.kv_bytes_per_token() for i in infos]
     if mem is None or None in per_token:

@@ -12,29 +12,17 @@ import platform
 import re
 from pathlib import Path
 
+from localspec.host import cpu_name, memory_info
+
 SHA_PREFIX = 12
 
 
-def _proc_field(path: str, key: str) -> str | None:
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            for line in f:
-                name, _, value = line.partition(":")
-                if name.strip() == key:
-                    return value.strip()
-    except OSError:
-        pass
-    return None
-
-
 def machine() -> dict:
-    mem_kb = _proc_field("/proc/meminfo", "MemTotal")
-    ram_gib = None
-    if mem_kb and mem_kb.split()[0].isdigit():
-        ram_gib = round(int(mem_kb.split()[0]) / 2**20, 1)
+    mem = memory_info()
+    ram_gib = round(mem["MemTotal"] / 2**30, 1) if mem else None
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
     return {
-        "cpu": _proc_field("/proc/cpuinfo", "model name") or platform.processor() or platform.machine(),
+        "cpu": cpu_name(),
         "logical_cpus": os.cpu_count(),
         "usable_cpus": usable,
         "ram_gib": ram_gib,

@@ -17,6 +17,7 @@ from pathlib import Path
 from localspec.errors import LocalspecError
 from localspec.fetch import cached_path
 from localspec.gguf_info import GGUFInfo, read_gguf_info
+from localspec.host import cpu_name, memory_info
 from localspec.registry import Registry, ensure_local, load_registry
 from localspec.vocab import incompatibility
 
@@ -148,16 +149,6 @@ def handle_models(args: argparse.Namespace) -> int:
     return 0
 
 
-def memory_info() -> dict[str, int] | None:
-    """MemTotal and MemAvailable in bytes, from /proc/meminfo (Linux only)."""
-    try:
-        with open("/proc/meminfo") as f:
-            fields = dict(line.split(":", 1) for line in f if ":" in line)
-        return {k: int(fields[k].split()[0]) * 1024 for k in ("MemTotal", "MemAvailable")}
-    except (OSError, KeyError, ValueError):
-        return None
-
-
 def pair_needs(reg: Registry, name: str | None) -> dict:
     """Bytes the pair needs resident: weights plus f16 KV cache at each model's n_ctx."""
     if name is None or name not in reg.pairs:
@@ -194,6 +185,7 @@ def handle_doctor(args: argparse.Namespace) -> int:
         "gpu_offload": bool(llama_cpp.llama_supports_gpu_offload()),
         "system_info": system_info,
         "build": build,
+        "cpu": cpu_name(),
         "cpu_cores": os.cpu_count(),
         "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "memory": mem,
@@ -210,7 +202,7 @@ def handle_doctor(args: argparse.Namespace) -> int:
     print(f"backend: {report['system_info']}")
     for line in _build_lines(build):
         print(line)
-    print(f"cores: {report['usable_cores']} usable of {report['cpu_cores']}")
+    print(f"CPU: {report['cpu']}; {report['usable_cores']} cores usable of {report['cpu_cores']}")
     if mem:
         print(f"memory: {mem['MemAvailable'] / gib:.1f} GiB available of {mem['MemTotal'] / gib:.1f} GiB")
     if need:
