@@ -38,7 +38,8 @@ def cpu_name(cpuinfo: str = "/proc/cpuinfo") -> str:
     """The CPU's model name with its family, model and stepping where Linux gives them."""
     fields = _fields(cpuinfo)
     name = fields.get("model name") or platform.processor() or platform.machine()
-    numbers = [(label, fields.get(key)) for label, key in (("family", "cpu family"), ("model", "model"), ("stepping", "stepping"))]
+    keys = (("family", "cpu family"), ("model", "model"), ("stepping", "stepping"))
+    numbers = [(label, fields.get(key)) for label, key in keys]
     if all(value for _, value in numbers):
         name += " (" + ", ".join(f"{label} {value}" for label, value in numbers) + ")"
     return name

@@ -34,7 +34,8 @@ class Mode:
         if self.method == "none":
             return "plain decoding (one target token per step)"
         if self.method == "auto":
-            return f"adaptive planner picks drafter and k (0..8) each step; p_min {self.p_min}"
+            return (f"adaptive planner picks drafter and k each step (0..8; lookup up to 16 where calibration "
+                    f"finds the verify curve flat); p_min {self.p_min}")
         return f"method {self.method}, k = {self.draft_max}, p_min {self.p_min}"
 
 

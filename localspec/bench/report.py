@@ -221,7 +221,8 @@ def hindsight_table(meta: dict, records: list[dict]) -> list[str]:
     # Fixed drafting modes: not auto, and not plain decoding under either name.
     others = [m for m in modes_in(records) if m != AUTO and m in BY_NAME and BY_NAME[m].method != "none"]
     head = ["category", "auto, measured", "best other mode, measured", "lookup, best k per match length"]
-    head += ["lookup, hindsight"] + (["lookup + an always-right draft model, hindsight"] if with_draft else [])
+    head += ["lookup, hindsight", "auto's share of it"]
+    head += ["lookup + an always-right draft model, hindsight"] if with_draft else []
     out = [
         "## What hindsight allows",
         "",
@@ -236,7 +237,8 @@ def hindsight_table(meta: dict, records: list[dict]) -> list[str]:
         "**best k per match length** is what the planner's own signal allows: before a step it knows "
         "the length of the n-gram match behind lookup's proposal, and this column drafts the k for "
         "each match length that is best for the row's texts, chosen knowing them (a search over such "
-        "rules). What the hindsight column has beyond it needs foresight of the single proposal.",
+        "rules). What the hindsight column has beyond it needs foresight of the single proposal. "
+        "**auto's share** is auto's measured speedup over lookup's hindsight bound.",
         "",
         "| " + " | ".join(head) + " |",
         "|" + "---|" * len(head),
@@ -250,9 +252,14 @@ def hindsight_table(meta: dict, records: list[dict]) -> list[str]:
             f"{best[0]:.2f}x ({best[1]})" if best else "–",
             f"{b.by_match_length:.2f}x",
             f"{b.lookup:.2f}x",
+            _share(got.get(AUTO), b.lookup),
         ] + ([_num(b.with_draft, ".2f") + "x"] if with_draft else [])
         out.append("| " + " | ".join(cells) + " |")
     return out + [""]
+
+
+def _share(speedup: float | None, bound: float) -> str:
+    return f"{speedup / bound:.0%}" if speedup is not None and bound > 0 else "–"
 
 
 def divergences(records: list[dict]) -> list[str]:
