@@ -7,7 +7,9 @@ session of fixed size, the prompt typed in, the reply read back from the
 chat's own SQLite history (a private data directory, seeded with one empty
 chat whose settings fix the reply length and greedy sampling). Both numbers
 are the engine's generation rate (prompt processing excluded), so the ratio
-is what the UI costs. With --plain, also `localspec run --method none`: the
+is what the UI costs; "UI thread CPU" is the share of one core the chat's own
+thread used while the reply streamed, a cost that the ratio's run-to-run
+noise does not hide. With --plain, also `localspec run --method none`: the
 plain rate the chat's panel should be showing (its estimate is stored with
 the reply and reported beside it).
 
@@ -51,13 +53,15 @@ def main(argv: list[str] | None = None) -> int:
     prompt = args.prompt if args.prompt is not None else Path(args.prompt_file).read_text(encoding="utf-8")
     rows = []
     for threads in args.threads.split(","):
-        row: dict = {"threads": threads, "run": [], "chat": [], "plain_run": [], "chat_plain": [], "same_text": True}
+        row: dict = {"threads": threads, "run": [], "chat": [], "plain_run": [], "chat_plain": [], "ui_share": [],
+                     "same_text": True}  # fmt: skip
         for _ in range(args.repeats):
             run = localspec_run(args, prompt, threads)
             chat = localspec_chat(args, prompt, threads)
             row["run"].append(run["stats"]["tokens_per_s"])
             row["chat"].append(chat["stats"]["tokens_per_s"])
             row["chat_plain"].append(chat["stats"].get("plain_tokens_per_s"))
+            row["ui_share"].append(chat["stats"].get("ui_cpu_share"))
             row["same_text"] &= chat["content"] == run["text"]
             row["tokens"] = (run["stats"]["n_generated"], chat["stats"]["n_generated"])
             row["run_text"], row["chat_text"] = run["text"], chat["content"]
@@ -209,20 +213,24 @@ def median(values: list) -> float | None:
 
 
 def report_progress(row: dict) -> None:
-    print(f"chat_speed: threads {row['threads']}: run {row['run'][-1]:.1f} tok/s, chat {row['chat'][-1]:.1f} tok/s",
-          file=sys.stderr)  # fmt: skip
+    ui = row["ui_share"][-1]
+    ui_text = f", UI thread {ui:.1%} of a core" if ui is not None else ""
+    print(f"chat_speed: threads {row['threads']}: run {row['run'][-1]:.1f} tok/s, chat {row['chat'][-1]:.1f} tok/s"
+          f"{ui_text}", file=sys.stderr)  # fmt: skip
 
 
 def print_table(args, rows: list[dict]) -> None:
     def f(v, spec=".1f"):
         return format(v, spec) if v is not None else "–"
 
-    header = ["threads", "run tok/s", "chat tok/s", "chat/run", "panel plain", "run none", "panel/none", "same text"]
+    header = ["threads", "run tok/s", "chat tok/s", "chat/run", "UI thread CPU", "panel plain", "run none", "panel/none",
+              "same text"]  # fmt: skip
     print(" | ".join(header))
     for r in rows:
         run, chat, plain, none = median(r["run"]), median(r["chat"]), median(r["chat_plain"]), median(r["plain_run"])
         print(" | ".join([
-            r["threads"], f(run), f(chat), f(chat / run if run and chat else None, ".3f"), f(plain), f(none),
+            r["threads"], f(run), f(chat), f(chat / run if run and chat else None, ".3f"), f(median(r["ui_share"]), ".1%"),
+            f(plain), f(none),
             f(plain / none if plain and none else None, ".3f"), "yes" if r["same_text"] else "NO",
         ]))  # fmt: skip
     print(f"({args.repeats} repeat(s), {args.max_tokens} max tokens, tokens run/chat: "

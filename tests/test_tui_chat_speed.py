@@ -23,6 +23,7 @@ def test_chat_speed_reports_chat_and_run_on_the_same_reply(smollm2_path):
     [row] = json.loads(done.stdout)["rows"]
     assert row["run"][0] > 0 and row["chat"][0] > 0 and row["plain_run"][0] > 0
     assert row["chat_plain"][0] > 0  # the panel's plain rate, stored with the reply
+    assert 0 < row["ui_share"][0] <= 1.0  # the share of a core the UI thread used while the reply streamed
     assert row["same_text"] and row["chat_text"] == row["run_text"] != ""
     n_run, n_chat = row["tokens"]
     assert n_run == n_chat > 0

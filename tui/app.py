@@ -78,8 +78,8 @@ def load_with_engine(request: LoadRequest, progress: Progress) -> Engine:
 class ChatApp(ChatActions, App[None]):
     TITLE = "localspec"
     CSS_PATH = "chat.tcss"
-    FLUSH_S = 1 / 12  # a tick draws the reply's text or the panel: text 8-12 times a second
-    STATS_S = 0.25  # the panel: a few times a second is enough to watch
+    FLUSH_S = 1 / 10  # a tick draws the reply's text or the panel: text 8-10 times a second
+    STATS_S = 0.5  # the panel: twice a second is enough to watch
     BINDINGS = [
         Binding("escape", "cancel", "Stop", id="cancel", tooltip="Stop the reply (kept, marked)"),
         # While the prompt holds text, check_action disables these and the
@@ -132,6 +132,7 @@ class ChatApp(ChatActions, App[None]):
         self.clock = time.monotonic
         self.flushes = 0  # batches drawn (the tests count them)
         self._blink = True
+        self._ui_cpu_at = self._ui_wall_at = 0.0  # this (the UI) thread's CPU time, and the clock, when the reply began
 
     def compose(self) -> ComposeResult:
         self.chat_view = VerticalScroll(id="conversation")
@@ -282,6 +283,7 @@ class ChatApp(ChatActions, App[None]):
         """The flush timer runs only while a reply streams. The prompt's cursor
         does not blink meanwhile: each blink is a screen update, as dear as a flush."""
         if on:
+            self._ui_cpu_at, self._ui_wall_at = time.thread_time(), time.monotonic()
             self._flusher.resume()
             self._blink, self.prompt.cursor_blink = self.prompt.cursor_blink, False
         else:
@@ -299,7 +301,11 @@ class ChatApp(ChatActions, App[None]):
         await reply.finish(result.text, result.stop_reason, result.counters)
         plain = self._plain_rate()
         if reply.stats is not None:
-            reply.stats["plain_tokens_per_s"] = plain  # what the panel compared with (scripts/chat_speed.py reads it)
+            # What the panel compared with, and the share of a core the UI thread
+            # took from decoding while the reply streamed (scripts/chat_speed.py reads both).
+            reply.stats["plain_tokens_per_s"] = plain
+            wall = time.monotonic() - self._ui_wall_at
+            reply.stats["ui_cpu_share"] = (time.thread_time() - self._ui_cpu_at) / wall if wall > 0 else None
         self.stats.show_counters(result.counters, plain)
         if result.stop_reason == "cancelled" and not result.text:
             await reply.remove()
