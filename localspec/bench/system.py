@@ -6,12 +6,12 @@ report carries all of it.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import platform
 import re
 from pathlib import Path
 
+from localspec.fetch import sha256_file
 from localspec.host import cpu_name, memory_info
 
 SHA_PREFIX = 12
@@ -62,16 +62,8 @@ def libraries() -> dict:
     }
 
 
-def sha256_prefix(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()[:SHA_PREFIX]
-
-
 def model_file(name: str, path: Path) -> dict:
-    return {"name": name, "file": path.name, "size": path.stat().st_size, "sha256": sha256_prefix(path)}
+    return {"name": name, "file": path.name, "size": path.stat().st_size, "sha256": sha256_file(path)[:SHA_PREFIX]}
 
 
 def models(engine) -> dict:
