@@ -8,6 +8,7 @@ its family, model and stepping.
 
 from __future__ import annotations
 
+import functools
 import platform
 
 
@@ -34,6 +35,7 @@ def memory_info(meminfo: str = "/proc/meminfo") -> dict[str, int] | None:
         return None
 
 
+@functools.cache  # the CPU does not change under a process; each calibration key asks
 def cpu_name(cpuinfo: str = "/proc/cpuinfo") -> str:
     """The CPU's model name with its family, model and stepping where Linux gives them."""
     fields = _fields(cpuinfo)
