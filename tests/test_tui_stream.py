@@ -15,6 +15,7 @@ from textual.selection import Selection
 from textual.visual import Visual
 from textual.widgets import Markdown
 
+from tui.reply import KEEP_ROWS
 from tui.tokenlog import TokenLog
 
 NEVER = 3600.0  # a flush interval the tests outlast: they flush by hand
@@ -104,6 +105,38 @@ async def test_a_steps_drawing_cost_does_not_grow_with_the_reply():
         assert tokens.rewraps <= 2  # the first layout, and the scrollbar appearing
         engine.gate.release()
         await reply_done(pilot)
+
+
+@async_test
+async def test_a_streaming_reply_grows_a_page_at_a_time_and_its_newest_row_stays_in_view():
+    """A change of the reply's height lays the whole screen out again, the
+    dearest thing the chat draws: a streaming reply grows by a page of the
+    conversation (its height less the note line and KEEP_ROWS rows of the
+    page before), not by the row, and its newest row is always on screen."""
+    script = words(300)
+    engine = ScriptedEngine([script], gate=threading.Semaphore(0))
+    app = hand_flushed(engine)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await ready(pilot)
+        await send(pilot, "go")
+        await until(pilot, lambda: app.reply is not None)
+        tokens = app.reply.query_one(TokenLog)
+        for _ in script[:-1]:
+            engine.gate.release()
+            await until(pilot, lambda: len(app._feed) == 1)
+            while len(app._feed) or app._unshown:
+                await app._flush()
+            await pilot.pause()
+            view = app.chat_view.region
+            newest = tokens.region.y + len(tokens._rows) - 1
+            assert view.y <= newest < view.bottom
+        page = app.chat_view.scrollable_content_region.height - 1 - KEEP_ROWS
+        assert tokens.block == page and len(tokens._rows) == 50
+        # One growth a page (and once more where the scrollbar's appearing narrowed the text).
+        assert tokens.growths <= -(-50 // page) + 1
+        engine.gate.release()
+        await reply_done(pilot)
+        assert tokens.block == 1 and tokens.outer_size.height == len(tokens._rows)  # exactly the text again
 
 
 @async_test

@@ -18,6 +18,7 @@ from typing import Sequence
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.content import Content
+from textual.widget import Widget
 from textual.widgets import Markdown, Static
 from textual.widgets.markdown import MarkdownStream
 
@@ -25,7 +26,11 @@ from localspec.events import Counters, StepEvent
 from tui.store import Runs, StoredMessage
 from tui.tokenlog import DRAFT, TARGET, TokenLog
 
-GROW_ROWS = 3  # a streaming reply's height grows this many rows at a time (see tui.tokenlog)
+# A streaming reply's height grows a page at a time (see tui.tokenlog): the
+# conversation's height less the note line and KEEP_ROWS rows of what came
+# before, so its last lines stay in view when the page turns; MIN_PAGE rows at least.
+KEEP_ROWS = 4
+MIN_PAGE = 3
 
 
 class UserMessage(Static):
@@ -105,7 +110,7 @@ class ReplyView(Vertical, can_focus=True):
         self._stream: MarkdownStream | None = None
         # Held, not queried: a reply that ends while the app quits still takes its last steps.
         self._tokens = TokenLog((text, origin) for text, origin in self.runs)
-        self._tokens.block = GROW_ROWS if self.streaming else 1
+        self._tokens.block = MIN_PAGE if self.streaming else 1
         self._markdown = Markdown(self.text if not show_sources else "")
         self._note_line = Static(self._note(), id="note", markup=False)
 
@@ -116,6 +121,8 @@ class ReplyView(Vertical, can_focus=True):
 
     def on_mount(self) -> None:
         self._show(self.show_sources)
+        if self.streaming:
+            self._size_page()
         self.set_class(self.stop_reason == "cancelled", "-cancelled")
 
     def absorb(self, events: Sequence[StepEvent]) -> str:
@@ -132,6 +139,8 @@ class ReplyView(Vertical, can_focus=True):
                     pieces.append((piece, origin))
         delta = "".join(event.text for event in events)
         self.text += delta
+        if self.streaming:
+            self._size_page()  # the terminal may have been resized
         self._tokens.append(pieces)
         return delta
 
@@ -162,6 +171,10 @@ class ReplyView(Vertical, can_focus=True):
         if not show:
             await self._markdown.update(self.text)
         self._show(show)
+
+    def _size_page(self) -> None:
+        view = self.parent.scrollable_content_region.height if isinstance(self.parent, Widget) else 0
+        self._tokens.block = max(MIN_PAGE, view - 1 - KEEP_ROWS)
 
     def sources(self) -> Runs:
         return tuple((len(text), origin) for text, origin in self.runs)

@@ -13,8 +13,9 @@ one thing that wraps every line again, once.
 While a reply streams, its height grows `block` rows at a time (the rows
 not written yet are blank). A change of height is the one expensive event:
 Textual lays the screen out again and, the conversation being anchored to
-its end, redraws every visible row, since each moved. Growing three rows at
-a time does that a third as often.
+its end, redraws every visible row, since each moved. tui.reply sets the
+block to about a page of the conversation, so that happens once a page, not
+once every few rows (see tui.reply).
 
 Rows are rendered as Content with the same partial component styles and
 the same Visual pipeline a Static would use, and carry the same offsets, so
@@ -69,9 +70,10 @@ class TokenLog(Widget):
         self._strips: list[Strip | None] = []  # per row, built on first draw
         self._style_key: tuple | None = None
         self._block = 1
-        # What the tests count: strips built, full re-wraps.
+        # What the tests count: strips built, full re-wraps, changes of height from an append.
         self.rows_rendered = 0
         self.rewraps = 0
+        self.growths = 0
         self.append(runs)
 
     # -- text in ---------------------------------------------------------------------
@@ -130,6 +132,7 @@ class TokenLog(Widget):
         resized = self._height(row0 + len(rows)) != self._height(row0 + len(old))
         if not notify:
             return
+        self.growths += resized
         if changed:
             top = changed[0]
             self.refresh(Region(0, top, self._width, changed[-1] - top + 1), layout=resized)
