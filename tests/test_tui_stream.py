@@ -40,6 +40,15 @@ def cells(strip) -> list:
     return out
 
 
+async def one_step_drawn(pilot, app, engine: ScriptedEngine) -> None:
+    """Let a gated engine take one step, and draw it by hand."""
+    engine.gate.release()
+    await until(pilot, lambda: len(app._feed) == 1)
+    while len(app._feed) or app._unshown:  # a tick may be the panel's turn
+        await app._flush()
+    await pilot.pause()
+
+
 def hand_flushed(engine: ScriptedEngine):
     app = make_app(engine)
     app.FLUSH_S = NEVER
@@ -91,11 +100,7 @@ async def test_a_steps_drawing_cost_does_not_grow_with_the_reply():
         rendered, placed = [], []
         for _ in script[:-1]:  # the last step ends the reply
             before = tokens.rows_rendered, sum(w.words_placed for w in tokens._wraps), tokens.rewraps
-            engine.gate.release()
-            await until(pilot, lambda: len(app._feed) == 1)
-            while len(app._feed) or app._unshown:  # a tick may be the panel's turn
-                await app._flush()
-            await pilot.pause()
+            await one_step_drawn(pilot, app, engine)
             if tokens.rewraps == before[2]:  # a new width re-wraps all, once: counted below
                 rendered.append(tokens.rows_rendered - before[0])
                 placed.append(sum(w.words_placed for w in tokens._wraps) - before[1])
@@ -122,11 +127,7 @@ async def test_a_streaming_reply_grows_a_page_at_a_time_and_its_newest_row_stays
         await until(pilot, lambda: app.reply is not None)
         tokens = app.reply.query_one(TokenLog)
         for _ in script[:-1]:
-            engine.gate.release()
-            await until(pilot, lambda: len(app._feed) == 1)
-            while len(app._feed) or app._unshown:
-                await app._flush()
-            await pilot.pause()
+            await one_step_drawn(pilot, app, engine)
             view = app.chat_view.region
             newest = tokens.region.y + len(tokens._rows) - 1
             assert view.y <= newest < view.bottom
