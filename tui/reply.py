@@ -121,8 +121,6 @@ class ReplyView(Vertical, can_focus=True):
 
     def on_mount(self) -> None:
         self._show(self.show_sources)
-        if self.streaming:
-            self._size_page()
         self.set_class(self.stop_reason == "cancelled", "-cancelled")
 
     def absorb(self, events: Sequence[StepEvent]) -> str:
@@ -140,7 +138,7 @@ class ReplyView(Vertical, can_focus=True):
         delta = "".join(event.text for event in events)
         self.text += delta
         if self.streaming:
-            self._size_page()  # the terminal may have been resized
+            self._size_page()  # before the first rows, and again after a resize
         self._tokens.append(pieces)
         return delta
 
