@@ -129,7 +129,7 @@ async def test_escape_cancels_and_keeps_the_partial_reply_marked():
         assert "cancelled" in str(reply.query_one("#note").render())
         stored = app.store.messages(app.conversation.id)
         assert [(m.role, m.content, m.stop_reason) for m in stored][-1] == ("assistant", "Hello there", "cancelled")
-        assert app.check_action("cancel", ()) is False
+        assert app.check_action("cancel", ()) is None  # shown, disabled: nothing to stop
         # The next turn sees the partial reply in its history.
         engine.pause_after = None
         await send(pilot, "Go on")

@@ -14,6 +14,7 @@ from textual.geometry import Offset
 from textual.selection import Selection
 from textual.visual import Visual
 from textual.widgets import Markdown
+from textual.widgets._footer import FooterKey
 
 from tui.reply import KEEP_ROWS
 from tui.tokenlog import TokenLog
@@ -220,4 +221,60 @@ async def test_markdown_gets_one_write_per_flush():
         await until(pilot, lambda: appends)
         assert len(appends) == 1 and appends[0] == app.reply.text
         engine.resume.set()
+        await reply_done(pilot)
+
+
+@async_test
+async def test_the_key_bar_keeps_its_keys_through_a_reply_and_shows_whether_stop_applies():
+    """Textual's footer mounts its keys again on every refresh of the bindings,
+    which lays the whole screen out; a reply starting and ending changes only
+    whether Stop applies, so the same keys stay and that one is shown enabled
+    and disabled in place (tui.footer)."""
+    engine = ScriptedEngine([words(10)], pause_after=5)
+    app = make_app(engine)
+    async with app.run_test(size=(110, 30)) as pilot:
+        await ready(pilot)
+        await pilot.pause()
+        keys = list(app.query(FooterKey))
+        stop = next(k for k in keys if k.action == "cancel")
+        assert stop.has_class("-disabled")  # nothing to stop
+        await send(pilot, "go")
+        await until(pilot, engine.paused.is_set)
+        await pilot.pause()
+        assert not stop.has_class("-disabled") and not stop._disabled
+        engine.resume.set()
+        await reply_done(pilot)
+        await pilot.pause()
+        assert stop.has_class("-disabled") and stop._disabled
+        assert list(app.query(FooterKey)) == keys  # the same widgets: never mounted again
+        # A key that comes or goes still re-mounts the bar.
+        app.engine.methods = ("none",)  # no auto: its key is hidden
+        app.refresh_bindings()
+        await pilot.pause()
+        await pilot.pause()
+        assert "auto_draft" not in [k.action for k in app.query(FooterKey)]
+
+
+@async_test
+async def test_a_frame_of_new_reply_text_does_not_draw_the_prompt():
+    """Textual draws, each frame, every child of the dirty widget's ancestors
+    over its whole height; the prompt (a TextArea, the dearest of them to draw)
+    sits in a container of its own so that new reply text does not draw it."""
+    engine = ScriptedEngine([words(40)], gate=threading.Semaphore(0))
+    app = hand_flushed(engine)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await ready(pilot)
+        await send(pilot, "go")
+        await until(pilot, lambda: app.reply is not None)
+        for _ in range(3):
+            await one_step_drawn(pilot, app, engine)
+        drawn = []
+        render_lines = app.prompt.render_lines
+        app.prompt.render_lines = lambda crop: drawn.append(crop) or render_lines(crop)
+        tokens = app.reply.query_one(TokenLog)
+        rows = tokens.rows_rendered
+        for _ in range(5):
+            await one_step_drawn(pilot, app, engine)
+        assert tokens.rows_rendered > rows and drawn == []
+        engine.gate.release(40)
         await reply_done(pilot)

@@ -38,7 +38,8 @@ class ChatActions(_Base):
             # None: shown disabled, and the prompt takes the key as a character.
             return None if self.focused is self.prompt and self.prompt.text else True
         if action == "cancel":
-            return self.reply is not None
+            # None when idle: shown disabled, so the key bar keeps its keys (tui.footer).
+            return True if self.reply is not None else None
         if action == "auto_draft":
             return self.engine is not None and "auto" in self.engine.methods
         return True

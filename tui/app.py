@@ -25,13 +25,14 @@ from textual import work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.widgets import Footer, Header, Label, ProgressBar
+from textual.widgets import Header, Label, ProgressBar
 
 from localspec.errors import LocalspecError
 from localspec.events import StepEvent
 from localspec.generate import GenerateOptions
 from localspec.verify import SamplingParams
 from tui.actions import ChatActions
+from tui.footer import KeyFooter
 from tui.keymap import load_keymap
 from tui.messages import EngineReady, LoadFailed, LoadProgress, ReplyDone, ReplyFailed
 from tui.pairs import LoadRequest, PairChoice, pair_choices
@@ -145,9 +146,10 @@ class ChatApp(ChatActions, App[None]):
                 with Horizontal(id="loadbar"):
                     yield Label(id="load-stage")
                     yield ProgressBar(total=1.0, show_eta=False, id="load-progress")
-                yield self.prompt
+                with Vertical(id="compose"):  # keeps the prompt off the frames of a streaming reply
+                    yield self.prompt
             yield self.stats
-        yield Footer(compact=True)
+        yield KeyFooter(compact=True)
 
     async def on_mount(self) -> None:
         self.keymap, problems = load_keymap(self.binding_ids(), self.keymap_file)
