@@ -19,7 +19,9 @@ usage (from the repository root; one heavy job at a time on a shared machine):
       [--threads default,1,2] [--repeats R] [--plain] [--json] [--require-same-text]
 
 Runs alternate run / chat / run --method none per repeat, so a drift of the
-machine lands on all of them; the table shows medians. Exit status 1 when a
+machine lands on all of them; the table shows medians, and "paired" is the
+median of each repeat's own chat/run (with its range): on a guest whose speed
+drifts by more than the UI costs, the ratio of neighbours is the one to read. Exit status 1 when a
 step fails or, with --require-same-text, when a chat reply differs from run's.
 """
 
@@ -223,13 +225,16 @@ def print_table(args, rows: list[dict]) -> None:
     def f(v, spec=".1f"):
         return format(v, spec) if v is not None else "–"
 
-    header = ["threads", "run tok/s", "chat tok/s", "chat/run", "UI thread CPU", "panel plain", "run none", "panel/none",
+    header = ["threads", "run tok/s", "chat tok/s", "chat/run", "paired (range)", "UI thread CPU", "panel plain", "run none", "panel/none",
               "same text"]  # fmt: skip
     print(" | ".join(header))
     for r in rows:
         run, chat, plain, none = median(r["run"]), median(r["chat"]), median(r["chat_plain"]), median(r["plain_run"])
+        pairs = [c / n for c, n in zip(r["chat"], r["run"])]
+        paired = f"{median(pairs):.3f} ({min(pairs):.2f}-{max(pairs):.2f})"
         print(" | ".join([
-            r["threads"], f(run), f(chat), f(chat / run if run and chat else None, ".3f"), f(median(r["ui_share"]), ".1%"),
+            r["threads"], f(run), f(chat), f(chat / run if run and chat else None, ".3f"), paired,
+            f(median(r["ui_share"]), ".1%"),
             f(plain), f(none),
             f(plain / none if plain and none else None, ".3f"), "yes" if r["same_text"] else "NO",
         ]))  # fmt: skip
