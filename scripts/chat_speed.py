@@ -230,8 +230,8 @@ def print_table(args, rows: list[dict]) -> None:
     print(" | ".join(header))
     for r in rows:
         run, chat, plain, none = median(r["run"]), median(r["chat"]), median(r["chat_plain"]), median(r["plain_run"])
-        pairs = [c / n for c, n in zip(r["chat"], r["run"])]
-        paired = f"{median(pairs):.3f} ({min(pairs):.2f}-{max(pairs):.2f})"
+        pairs = [c / n for c, n in zip(r["chat"], r["run"]) if c and n]
+        paired = f"{median(pairs):.3f} ({min(pairs):.2f}-{max(pairs):.2f})" if pairs else "–"
         print(" | ".join([
             r["threads"], f(run), f(chat), f(chat / run if run and chat else None, ".3f"), paired,
             f(median(r["ui_share"]), ".1%"),
