@@ -21,8 +21,9 @@ usage (from the repository root; one heavy job at a time on a shared machine):
 Runs alternate run / chat / run --method none per repeat, so a drift of the
 machine lands on all of them; the table shows medians, and "paired" is the
 median of each repeat's own chat/run (with its range): on a guest whose speed
-drifts by more than the UI costs, the ratio of neighbours is the one to read. Exit status 1 when a
-step fails or, with --require-same-text, when a chat reply differs from run's.
+drifts by more than the UI costs, the ratio of neighbours is the one to read.
+Exit status 1 when a step fails or, with --require-same-text, when a chat
+reply differs from run's.
 """
 
 from __future__ import annotations

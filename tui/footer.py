@@ -3,11 +3,11 @@
 Textual's Footer mounts all its keys again whenever the screen's bindings are
 refreshed, and a mount lays out the whole screen (as dear as a dozen frames of
 a streaming reply). The chat refreshes bindings as a reply starts and ends,
-when only whether "Stop" is enabled changes; this footer then sets the keys'
-`disabled` flags in place, a repaint of the keys that changed. Any other
-change (a key added, removed or renamed) re-mounts as before. FooterKey
-keeps its state where its own __init__ puts it (`_disabled`, the class
-`-disabled`); a Textual without that re-mounts, as it would anyway.
+when only whether "Stop" is enabled changes; this footer then enables or
+dims the keys in place, a repaint of the keys that changed. Any other change
+(a key added, removed or renamed) re-mounts as before. A FooterKey keeps that
+state where its own __init__ puts it (`_disabled`, the class `-disabled`); a
+Textual whose keys lack it re-mounts, as it would anyway.
 """
 
 from __future__ import annotations
