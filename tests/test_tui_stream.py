@@ -6,6 +6,7 @@ The same properties on the real engine: test_tui_e2e.py."""
 from __future__ import annotations
 
 import threading
+from contextlib import asynccontextmanager
 
 from test_tui_app import dirs, make_app, ready, reply_done, send, until  # noqa: F401 (fixture)
 from test_tui_scripted import ScriptedEngine, async_test, step
@@ -56,6 +57,19 @@ def hand_flushed(engine: ScriptedEngine):
     return app
 
 
+@asynccontextmanager
+async def gated_reply(script: list, size: tuple[int, int] = (100, 30)):
+    """A reply under way on an engine that takes a step only when its gate is
+    released, drawn only when the test flushes: (pilot, app, engine)."""
+    engine = ScriptedEngine([script], gate=threading.Semaphore(0))
+    app = hand_flushed(engine)
+    async with app.run_test(size=size) as pilot:
+        await ready(pilot)
+        await send(pilot, "go")
+        await until(pilot, lambda: app.reply is not None)
+        yield pilot, app, engine
+
+
 @async_test
 async def test_the_engine_runs_on_while_the_ui_draws_nothing_then_one_batch_draws_it_all():
     script = words(200)
@@ -91,12 +105,7 @@ async def test_a_steps_drawing_cost_does_not_grow_with_the_reply():
     """Strips built and words wrapped per step stay the same from the first
     step to the 300th: finished rows are never drawn or wrapped again."""
     script = words(300)
-    engine = ScriptedEngine([script], gate=threading.Semaphore(0))
-    app = hand_flushed(engine)
-    async with app.run_test(size=(100, 30)) as pilot:
-        await ready(pilot)
-        await send(pilot, "go")
-        await until(pilot, lambda: app.reply is not None)
+    async with gated_reply(script) as (pilot, app, engine):
         tokens = app.reply.query_one(TokenLog)
         rendered, placed = [], []
         for _ in script[:-1]:  # the last step ends the reply
@@ -120,12 +129,7 @@ async def test_a_streaming_reply_grows_a_page_at_a_time_and_its_newest_row_stays
     conversation (its height less the note line and KEEP_ROWS rows of the
     page before), not by the row, and its newest row is always on screen."""
     script = words(300)
-    engine = ScriptedEngine([script], gate=threading.Semaphore(0))
-    app = hand_flushed(engine)
-    async with app.run_test(size=(100, 30)) as pilot:
-        await ready(pilot)
-        await send(pilot, "go")
-        await until(pilot, lambda: app.reply is not None)
+    async with gated_reply(script) as (pilot, app, engine):
         tokens = app.reply.query_one(TokenLog)
         for _ in script[:-1]:
             await one_step_drawn(pilot, app, engine)
@@ -260,12 +264,7 @@ async def test_a_frame_of_new_reply_text_does_not_draw_the_prompt():
     """Textual draws, each frame, every child of the dirty widget's ancestors
     over its whole height; the prompt (a TextArea, the dearest of them to draw)
     sits in a container of its own so that new reply text does not draw it."""
-    engine = ScriptedEngine([words(40)], gate=threading.Semaphore(0))
-    app = hand_flushed(engine)
-    async with app.run_test(size=(100, 30)) as pilot:
-        await ready(pilot)
-        await send(pilot, "go")
-        await until(pilot, lambda: app.reply is not None)
+    async with gated_reply(words(40)) as (pilot, app, engine):
         for _ in range(3):
             await one_step_drawn(pilot, app, engine)
         drawn = []
