@@ -11,13 +11,16 @@ from contextlib import asynccontextmanager
 from test_tui_app import dirs, make_app, ready, reply_done, send, until  # noqa: F401 (fixture)
 from test_tui_scripted import ScriptedEngine, async_test, step
 from textual.content import Content
-from textual.geometry import Offset
+from textual._compositor import Compositor
+from textual.geometry import Offset, Region
 from textual.selection import Selection
 from textual.visual import Visual
 from textual.widgets import Markdown
 from textual.widgets._footer import FooterKey
 
+from tui.footer import KeyFooter
 from tui.reply import KEEP_ROWS
+from tui.screen import RowCompositor
 from tui.tokenlog import TokenLog
 
 NEVER = 3600.0  # a flush interval the tests outlast: they flush by hand
@@ -260,20 +263,79 @@ async def test_the_key_bar_keeps_its_keys_through_a_reply_and_shows_whether_stop
 
 
 @async_test
-async def test_a_frame_of_new_reply_text_does_not_draw_the_prompt():
-    """Textual draws, each frame, every child of the dirty widget's ancestors
-    over its whole height; the prompt (a TextArea, the dearest of them to draw)
-    sits in a container of its own so that new reply text does not draw it."""
+async def test_a_frame_of_new_reply_text_asks_only_the_widgets_in_its_rows_for_those_rows():
+    """Textual's compositor asks every widget whose container reaches a frame's
+    rows for its whole visible area; the chat's (tui.screen) asks only the
+    widgets that reach the rows, for those rows: a frame of new text draws
+    neither the header, the key bar, the panel nor the prompt."""
     async with gated_reply(words(40)) as (pilot, app, engine):
         for _ in range(3):
             await one_step_drawn(pilot, app, engine)
-        drawn = []
-        render_lines = app.prompt.render_lines
-        app.prompt.render_lines = lambda crop: drawn.append(crop) or render_lines(crop)
+        asked = []
+        for widget in app.screen._compositor.visible_widgets:
+            widget.render_lines = lambda crop, w=widget, draw=widget.render_lines: asked.append((w, crop)) or draw(crop)
         tokens = app.reply.query_one(TokenLog)
         rows = tokens.rows_rendered
         for _ in range(5):
             await one_step_drawn(pilot, app, engine)
-        assert tokens.rows_rendered > rows and drawn == []
+        assert tokens.rows_rendered > rows and tokens in {w for w, _ in asked}
+        assert not {w for w, _ in asked} & {app.prompt, app.stats, app.query_one("Header"), app.query_one(KeyFooter)}
+        assert max(crop.height for _, crop in asked) <= 2  # the row a word grew, a row it began
         engine.gate.release(40)
+        await reply_done(pilot)
+
+
+@async_test
+async def test_each_frame_writes_the_bytes_textuals_own_compositor_writes():
+    """The chat's compositor changes what is asked, never what is written:
+    every frame of a reply (text, panel, key bar) and a set of hand-made ones
+    (one cell, boxes across widgets, each widget's area, boxes ending where a
+    widget begins, the whole screen) render to the
+    same terminal bytes as Textual's Compositor on the same screen."""
+    async with gated_reply(words(120)) as (pilot, app, engine):
+        compositor = app.screen._compositor
+        assert type(compositor) is RowCompositor
+        frames = []
+
+        def both(dirty) -> tuple[str, str]:
+            compositor._dirty_regions = set(dirty)
+            ours = RowCompositor.render_partial_update(compositor)
+            compositor._dirty_regions = set(dirty)
+            compositor._get_renders = Compositor._get_renders.__get__(compositor)
+            try:
+                theirs = Compositor.render_partial_update(compositor)
+            finally:
+                del compositor._get_renders
+            return ours.render_segments(app.console), theirs.render_segments(app.console)
+
+        def checked():
+            dirty = set(compositor._dirty_regions)
+            if not dirty:
+                return None
+            ours, theirs = both(dirty)
+            frames.append(ours == theirs)
+            compositor._dirty_regions = dirty
+            return RowCompositor.render_partial_update(compositor)
+
+        compositor.render_partial_update = checked
+        for _ in range(60):
+            await one_step_drawn(pilot, app, engine)
+        assert len(frames) >= 60 and all(frames)
+        w, h = app.size
+        boxes = [
+            [Region(5, 4, 1, 1)],
+            [Region(0, 3, w, 2)],
+            [Region(w - 20, 2, 20, 6), Region(3, 10, 40, 1)],
+            [Region(0, h - 2, w, 2)],
+            [Region(0, 0, w, h)],
+            [Region(x, y, 7, 3) for x, y in ((0, 0), (w // 2, h // 2), (w - 7, h - 3))],
+        ]
+        for region, clip in compositor.visible_widgets.values():  # ending where a widget begins, and its own area
+            seen = region.intersection(clip)
+            if seen.x and seen.height:
+                boxes += [[Region(0, seen.y, seen.x, 1)], [seen]]
+        for dirty in boxes:
+            ours, theirs = both(dirty)
+            assert ours == theirs, dirty
+        engine.gate.release(60)
         await reply_done(pilot)

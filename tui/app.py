@@ -38,6 +38,7 @@ from tui.messages import EngineReady, LoadFailed, LoadProgress, ReplyDone, Reply
 from tui.pairs import LoadRequest, PairChoice, pair_choices
 from tui.prompt import Prompt
 from tui.reply import ReplyView, SystemNote, UserMessage
+from tui.screen import ChatScreen
 from tui.stats import StatsPanel
 from tui.store import ChatSettings, ChatStore, Conversation, title_for
 
@@ -135,6 +136,9 @@ class ChatApp(ChatActions, App[None]):
         self._blink = True
         self._ui_cpu_at = self._ui_wall_at = 0.0  # this (the UI) thread's CPU time, and the clock, when the reply began
 
+    def get_default_screen(self) -> ChatScreen:
+        return ChatScreen(id="_default")
+
     def compose(self) -> ComposeResult:
         self.chat_view = VerticalScroll(id="conversation")
         self.prompt = Prompt(id="prompt")
@@ -146,8 +150,7 @@ class ChatApp(ChatActions, App[None]):
                 with Horizontal(id="loadbar"):
                     yield Label(id="load-stage")
                     yield ProgressBar(total=1.0, show_eta=False, id="load-progress")
-                with Vertical(id="compose"):  # keeps the prompt off the frames of a streaming reply
-                    yield self.prompt
+                yield self.prompt
             yield self.stats
         yield KeyFooter(compact=True)
 
