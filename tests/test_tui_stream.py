@@ -5,10 +5,11 @@ The same properties on the real engine: test_tui_e2e.py."""
 
 from __future__ import annotations
 
+import gc
 import threading
 from contextlib import asynccontextmanager
 
-from test_tui_app import dirs, make_app, ready, reply_done, send, until  # noqa: F401 (fixture)
+from test_tui_app import dirs, make_app, notes, ready, reply_done, send, until  # noqa: F401 (fixture)
 from test_tui_scripted import ScriptedEngine, async_test, step
 from textual.content import Content
 from textual._compositor import Compositor
@@ -265,9 +266,10 @@ async def test_the_key_bar_keeps_its_keys_through_a_reply_and_shows_whether_stop
 @async_test
 async def test_a_frame_of_new_reply_text_asks_only_the_widgets_in_its_rows_for_those_rows():
     """Textual's compositor asks every widget whose container reaches a frame's
-    rows for its whole visible area; the chat's (tui.screen) asks only the
-    widgets that reach the rows, for those rows: a frame of new text draws
-    neither the header, the key bar, the panel nor the prompt."""
+    rows for its whole visible area; the chat's (tui.screen) asks the widgets
+    that reach the rows, for those rows, front to back until one covers them:
+    a frame of new text draws the token text, not the containers around it,
+    the header, the key bar, the panel or the prompt."""
     async with gated_reply(words(40)) as (pilot, app, engine):
         for _ in range(3):
             await one_step_drawn(pilot, app, engine)
@@ -279,7 +281,8 @@ async def test_a_frame_of_new_reply_text_asks_only_the_widgets_in_its_rows_for_t
         for _ in range(5):
             await one_step_drawn(pilot, app, engine)
         assert tokens.rows_rendered > rows and tokens in {w for w, _ in asked}
-        assert not {w for w, _ in asked} & {app.prompt, app.stats, app.query_one("Header"), app.query_one(KeyFooter)}
+        elsewhere = {app.prompt, app.stats, app.query_one("Header"), app.query_one(KeyFooter)}
+        assert not {w for w, _ in asked} & (elsewhere | set(tokens.ancestors[:-1]))
         assert max(crop.height for _, crop in asked) <= 2  # the row a word grew, a row it began
         engine.gate.release(40)
         await reply_done(pilot)
@@ -339,3 +342,25 @@ async def test_each_frame_writes_the_bytes_textuals_own_compositor_writes():
             assert ours == theirs, dirty
         engine.gate.release(60)
         await reply_done(pilot)
+
+
+@async_test
+async def test_a_reply_streams_with_what_existed_before_it_kept_from_the_garbage_collector():
+    """A full collection walks every object of the process; while a reply
+    streams the collector looks only at what the reply creates, and afterwards
+    (a finished or a failed reply) at everything again."""
+    engine = ScriptedEngine([words(10)], pause_after=5)
+    app = make_app(engine)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await ready(pilot)
+        assert gc.get_freeze_count() == 0
+        await send(pilot, "go")
+        await until(pilot, engine.paused.is_set)
+        assert gc.get_freeze_count() > 1000
+        engine.resume.set()
+        await reply_done(pilot)
+        assert gc.get_freeze_count() == 0
+        engine.fail_with = RuntimeError("boom")
+        await send(pilot, "again")
+        await until(pilot, lambda: any("boom" in n for n in notes(app)))
+        assert gc.get_freeze_count() == 0
