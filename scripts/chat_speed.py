@@ -58,9 +58,14 @@ def main(argv: list[str] | None = None) -> int:
     for threads in args.threads.split(","):
         row: dict = {"threads": threads, "run": [], "chat": [], "plain_run": [], "chat_plain": [], "ui_share": [],
                      "same_text": True}  # fmt: skip
-        for _ in range(args.repeats):
-            run = localspec_run(args, prompt, threads)
-            chat = localspec_chat(args, prompt, threads)
+        for i in range(args.repeats):
+            # Alternate which goes first, so a drift in the machine's speed weighs on both alike.
+            if i % 2:
+                chat = localspec_chat(args, prompt, threads)
+                run = localspec_run(args, prompt, threads)
+            else:
+                run = localspec_run(args, prompt, threads)
+                chat = localspec_chat(args, prompt, threads)
             row["run"].append(run["stats"]["tokens_per_s"])
             row["chat"].append(chat["stats"]["tokens_per_s"])
             row["chat_plain"].append(chat["stats"].get("plain_tokens_per_s"))
@@ -151,9 +156,11 @@ def localspec_chat(args, prompt: str, threads: str) -> dict:
         wait(args, session, lambda screen: READY.search(screen), "the model to load")
         tmux("send-keys", "-t", session, "-l", prompt)
         tmux("send-keys", "-t", session, "Enter")
-        # Only the database is watched while the reply streams: reading the screen costs the UI nothing,
-        # but the check costs CPU, and a row in SQLite is the reply's end exactly.
-        reply = wait(args, session, lambda screen: stored_reply(work / "chats.db"), "the reply", screen_every=10)
+        # Only the database is watched while the reply streams, once a second: this script's own CPU
+        # (a query, a tmux client for the screen) is taken from the chat's cores, and the rate it
+        # reports is the chat's own, stored with the reply, so a late look changes nothing.
+        reply = wait(args, session, lambda screen: stored_reply(work / "chats.db"), "the reply",
+                     screen_every=20, poll_s=1.0)  # fmt: skip
         tmux("send-keys", "-t", session, "C-q")
         screen = wait(args, session, lambda screen: "localspec exited with" in screen and screen, "the chat to quit")
         if "localspec exited with 0" not in screen:
@@ -175,7 +182,7 @@ def stored_reply(db: Path) -> dict | None:
     return {"content": row[0], "stats": json.loads(row[1])} if row and row[1] else None
 
 
-def wait(args, session: str, found, what: str, screen_every: int = 1):
+def wait(args, session: str, found, what: str, screen_every: int = 1, poll_s: float = 0.5):
     deadline = time.monotonic() + args.timeout
     polls = 0
     while True:
@@ -188,7 +195,7 @@ def wait(args, session: str, found, what: str, screen_every: int = 1):
         if time.monotonic() > deadline:
             sys.exit(f"chat_speed: no {what} within {args.timeout:.0f} s; the screen was:\n{capture(session)}")
         polls += 1
-        time.sleep(0.5)
+        time.sleep(poll_s)
 
 
 def tmux(*argv: str) -> None:
