@@ -186,6 +186,7 @@ class StatsPanel(VerticalScroll, can_focus=False):
             return True
         return max(map(len, new.plain.split("\n"))) >= self.scrollable_content_region.width
 
+    # The lines are assembled, not parsed from markup: parsing was three quarters of a panel draw.
     def _setting_text(self) -> Content:
         automatic = self.method == "auto" or self.auto_draft
         if not self.method:
@@ -197,36 +198,24 @@ class StatsPanel(VerticalScroll, can_focus=False):
         used = ""
         if self.step_method and (self.step_method != self.method or automatic):
             used = f" → {self.step_method}" + (f" k={self.step_k}" if self.step_k else "")
-        return Content.from_markup(
-            "[b]method[/b] $method$used\n[b]draft length[/b] $k",
-            method=self.method or "–",
-            used=used,
-            k=k,
-        )
+        return Content.assemble(("method", "b"), f" {self.method or '–'}{used}\n", ("draft length", "b"), f" {k}")
 
     def _speed_text(self, c: Counters | None) -> Content:
         rate = f"{c.tokens_per_s:.1f}" if c and c.gen_s > 0 else "–"
         plain = f"{self.plain_rate:.1f} tok/s" if self.plain_rate else "–"
         speedup = f"{c.tokens_per_s / self.plain_rate:.2f}×" if c and c.gen_s > 0 and self.plain_rate else "–"
         tokens = str(c.n_generated) if c else "–"
-        return Content.from_markup(
-            "tok/s    [b]$rate[/b]\nplain    $plain\nspeedup  [b]$speedup[/b]\ntokens   $tokens",
-            rate=rate,
-            plain=plain,
-            speedup=speedup,
-            tokens=tokens,
+        return Content.assemble(
+            "tok/s    ", (rate, "b"), f"\nplain    {plain}\nspeedup  ", (speedup, "b"), f"\ntokens   {tokens}"
         )
 
     def _acceptance_text(self, c: Counters | None) -> Content:
         if not c or not c.drafted:
             return Content("accepted –\nper step –")
-        return Content.from_markup(
-            "accepted [b]$rate[/b] ($accepted of $drafted)\nper step [b]$mean[/b] draft tokens kept",
-            rate=f"{c.acceptance_rate:.0%}",
-            accepted=str(c.accepted),
-            drafted=str(c.drafted),
-            mean=f"{c.mean_accepted_per_step:.2f}",
-        )
+        return Content.assemble(
+            "accepted ", (f"{c.acceptance_rate:.0%}", "b"), f" ({c.accepted} of {c.drafted})\n",
+            "per step ", (f"{c.mean_accepted_per_step:.2f}", "b"), " draft tokens kept",
+        )  # fmt: skip
 
     def _positions_text(self, c: Counters | None) -> Content:
         rates = c.per_position_acceptance[:MAX_POSITIONS] if c else []
@@ -249,5 +238,5 @@ class StatsPanel(VerticalScroll, can_focus=False):
 
     def _legend(self) -> Content:
         if not self.show_sources:
-            return Content.from_markup("[dim]token colours off[/dim]")
-        return Content.from_markup("[$text-success on $success 12%]accepted from a draft[/]\nproduced by the target")
+            return Content.assemble(("token colours off", "dim"))
+        return Content.assemble(("accepted from a draft", "$text-success on $success 12%"), "\nproduced by the target")
