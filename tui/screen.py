@@ -6,13 +6,13 @@ its whole visible area and then keeps the changed rows: the header, the key
 bar, the panel and each container around the reply, over their full height,
 on every frame. Each ask walks the widget's styles and every line of its
 cache; on a 2-core machine, where the UI thread's time comes out of
-decoding, that was about a third of the UI's time in a streaming reply.
+decoding, that was about a fifth of the UI's time in a streaming reply.
 
 `RowCompositor` asks only the widgets whose visible area reaches the frame's
 box, front to back, only for the rows of that box, and stops at the first
 that covers the box: the compositor keeps the front-most piece at each
 place (it does not blend), so nothing behind that one would show. A frame
-of new text asks the token text and the reply around it. The bytes written
+of new text asks the token text alone. The bytes written
 to the terminal are the same (tests/test_tui_stream.py compares them frame
 by frame with Textual's own).
 """
