@@ -227,10 +227,11 @@ class TokenLog(Widget):
             parts.append((text[a:b], draft if origins[at][1] == DRAFT else target))
             at += 1
         selection = self.text_selection
-        if parts and (selection is None or selection.get_span(line) is None):
+        span = selection.get_span(line) if selection is not None else None
+        if parts and span is None:
             return self._strip_of(parts, start, line, base)
         content = Content.assemble(*parts) if parts else Content(text[start:end])
-        if selection is not None and (span := selection.get_span(line)) is not None:
+        if span is not None:
             a, b = max(span[0] - start, 0), (end if span[1] == -1 else min(span[1], end)) - start
             if a < b:
                 content = content.stylize(Style.from_styles(self.screen.get_component_styles("screen--selection")), a, b)
