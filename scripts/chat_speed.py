@@ -18,8 +18,9 @@ usage (from the repository root; one heavy job at a time on a shared machine):
       [--target T --draft D | --pair P] [--method M] [--draft-max K]
       [--threads default,1,2] [--repeats R] [--plain] [--json] [--require-same-text]
 
-Runs alternate run / chat / run --method none per repeat, so a drift of the
-machine lands on all of them; the table shows medians, and "paired" is the
+Each repeat runs run and chat (which goes first alternates from repeat to
+repeat), then run --method none, so a drift of the machine lands on all of
+them; the table shows medians, and "paired" is the
 median of each repeat's own chat/run (with its range): on a guest whose speed
 drifts by more than the UI costs, the ratio of neighbours is the one to read.
 Exit status 1 when a step fails or, with --require-same-text, when a chat
