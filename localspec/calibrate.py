@@ -14,18 +14,21 @@ import time
 from pathlib import Path
 
 from localspec.backend import Context
-from localspec.controller import K_LONG, K_MAX
+from localspec.controller import K_MAX
 from localspec.host import cpu_name
 from localspec.verify import SamplingParams
 
-# Every verify size the planner may choose: the curve is not a line (llama.cpp's
-# CPU kernels batch rows in fours, so 4 rows can cost less than 3), and a size
-# only interpolated is a size priced wrong until it happens to be tried.
+# Every verify size up to K_MAX + 1: the planner weighs each of them (the curve
+# is not a line: llama.cpp's CPU kernels batch rows in fours, so 4 rows can cost
+# less than 3), and a size only interpolated is priced wrong until tried.
 ROWS = tuple(range(1, K_MAX + 2))
-# Measured too where the curve is flat enough that long lookup drafts may pay:
-# a draft of K_MAX that is always right would beat plain decoding FLAT_ENOUGH times.
-LONG_ROWS = tuple(range(K_MAX + 2, K_LONG + 2))
-FLAT_ENOUGH = 1.5
+# Long lookup drafts are priced at a few sizes on every machine: whole 16-row
+# tiles of llama.cpp's repacked x86 kernels (16 rows can cost less than 12; 64
+# verify like a small prefill), which is where a long right copy is cheapest.
+TILE_ROWS = (16, 32, 64)
+# Between them, the halfway size, measured only where the sizes around it pay.
+FILL_ROWS = {12: (K_MAX + 1, 16), 24: (16, 32), 48: (32, 64)}
+PAYS = 1.1
 DRAFT_BATCH_ROWS = (1, 4, 8)  # catch-up batches of the draft model: a line through these
 KEEP = 64  # calibrations kept: a model file that changes (re-download, a test fixture) gets a new key
 PREFIX = 64  # positions already in the cache, like a short prompt
@@ -75,10 +78,25 @@ def _prefix(ctx: Context, rows: int) -> int:
     return max(1, min(PREFIX, ctx.n_ctx - rows))
 
 
-def _flat(entry: dict) -> bool:
-    """Whether K_MAX + 1 rows cost so little against one that longer drafts are worth pricing."""
-    one, most = entry.get("1"), entry.get(str(K_MAX + 1))
-    return bool(one and most) and (K_MAX + 1) / most > FLAT_ENOUGH / one
+def _could_pay(entry: dict, neighbours: tuple[int, int]) -> bool:
+    """Whether a size between two measured ones is worth measuring: a right
+    draft verified at either neighbour beats plain decoding by PAYS or more.
+    Where both cost about as many single steps as they have rows, nothing in
+    between pays either (bar a dip the tiles do not explain)."""
+    one = entry.get("1")
+    prices = {m: entry.get(str(m)) for m in neighbours}
+    return bool(one) and any(p and m * one > PAYS * p for m, p in prices.items())
+
+
+def _long_rows(entry: dict, most: int) -> tuple[int, ...]:
+    """The long sizes not yet in `entry` that calibration should measure now:
+    every tile that fits, then the fills that could pay (which needs the tiles)."""
+    missing = [n for n in TILE_ROWS if n <= most and str(n) not in entry]
+    if not missing:
+        missing = [
+            n for n, around in FILL_ROWS.items() if n <= most and str(n) not in entry and _could_pay(entry, around)
+        ]
+    return tuple(missing)
 
 
 def _covers(entry: dict | None, rows: tuple[int, ...]) -> bool:
@@ -152,8 +170,9 @@ def measure(target: Context, draft: Context | None, keys: dict[str, str], mtp=No
     if not _covers(saved.get(keys["target"]), ROWS):
         saved[keys["target"]] = {str(n): s for n, s in _time_rows(target, ROWS, tokens).items()}
     entry = saved[keys["target"]]
-    if _flat(entry) and not _covers(entry, LONG_ROWS) and target.n_batch > K_LONG:
-        entry.update({str(n): s for n, s in _time_rows(target, LONG_ROWS, tokens).items()})
+    most = min(target.n_batch, target.n_ctx - 1)  # a verify batch and its prefix must fit
+    while rows := _long_rows(entry, most):
+        entry.update({str(n): s for n, s in _time_rows(target, rows, tokens).items()})
     result["verify_s"] = {int(n): s for n, s in _touch(saved, keys["target"]).items()}
     timers = {
         "draft": lambda: {str(n): s for n, s in _time_rows(draft, DRAFT_BATCH_ROWS, tokens).items()},

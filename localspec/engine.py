@@ -21,7 +21,7 @@ from localspec.drafters.draft_model import DraftModelDrafter
 from localspec.drafters.lookup import LookupDrafter
 from localspec.drafters.mtp import MtpDrafter
 from localspec.errors import LocalspecError
-from localspec.controller import K_MAX, Planner, PlannerSettings, lookup_cap
+from localspec.controller import K_MAX, Planner, PlannerSettings, draft_lengths, lookup_cap
 from localspec.costs import CostModel
 from localspec.generate import GenerateOptions, Generation
 from localspec.host import memory_info
@@ -100,8 +100,13 @@ class Engine:
 
     @property
     def auto_ceiling(self) -> int:
-        """The longest draft the planner can choose on this machine (lookup_cap: 16 where the curve is flat, else 8)."""
+        """The longest draft the planner can choose on this machine (lookup_cap: the longest measured verify size less one)."""
         return lookup_cap(self.planner.costs)
+
+    @property
+    def auto_limits(self) -> list[int]:
+        """The limits a UI steps through under auto: 0 and every draft length the planner may choose."""
+        return [0, *draft_lengths(self.planner.costs, self.auto_ceiling)]
 
     @property
     def p_min(self) -> float:

@@ -12,6 +12,7 @@ from localspec.bench import aggregate, modes, prompts, report, runner
 from localspec.cli import main
 from localspec.controller import K_MAX
 from localspec.errors import LocalspecError
+from test_calibrate import priced_sizes
 
 
 def rec(prompt_id, mode, *, tokens=10, gen_s=1.0, steps=10, drafted=0, accepted=0, zero=0, drafting=0, cat="c"):
@@ -280,8 +281,8 @@ def test_bench_smoke_on_smollm2(smollm2_path, tmp_path, capsys):
     from localspec import calibrate
 
     calibrated = costs["calibrated"]["verify_s"]
-    long_rows = list(calibrate.LONG_ROWS) if calibrate._flat({str(n): v for n, v in calibrated.items()}) else []
-    assert sorted(int(n) for n in calibrated) == list(range(1, K_MAX + 2)) + long_rows
+    assert sorted(int(n) for n in calibrated) == priced_sizes({int(n): s for n, s in calibrated.items()}, 512)
+    assert {16, 32, 64} <= {int(n) for n in calibrated} and K_MAX + 1 in {int(n) for n in calibrated}
     assert all(s > 0 for s in costs["end_of_run"]["verify_s"].values())
     assert "## Costs measured in this run" in md and "Draft model:" in md
     # Plain runs carry their prompt's tokens and the costs learned on it, from

@@ -60,8 +60,11 @@ class ChatActions(_Base):
         if engine is None:
             return
         if engine.method == "auto" or engine.auto_draft:
-            # The planner picks the length: the key sets the most it may pick.
-            engine.auto_limit = max(0, min(engine.auto_ceiling, engine.auto_limit + delta))
+            # The planner picks the length: the key sets the most it may pick,
+            # stepping through the lengths it can choose (past 8, the measured sizes).
+            limits, now = engine.auto_limits, engine.auto_limit
+            nearer = [k for k in limits if (k - now) * delta > 0]
+            engine.auto_limit = (min(nearer) if delta > 0 else max(nearer)) if nearer else now
         else:
             engine.draft_max = max(0, min(MAX_DRAFT, engine.draft_max + delta))
         self._show_settings()
