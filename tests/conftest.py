@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from localspec.registry import ensure_local, resolve_model
+from localspec.resolve import ensure_local, resolve_model
 
 # Calibrations made under the suite's load (and of its fixture files) go to a
 # file of the run's own, inherited by the CLI and server processes it starts.
