@@ -217,6 +217,22 @@ def test_inventory_lists_ollama_and_the_llama_cpp_cache(stores):
     assert entries["smollm2-135m"].info is None  # the registry's copy is not in this (empty) cache
 
 
+def test_the_pair_picker_offers_and_loads_drafts_for_an_ollama_model(stores):
+    from tui.engine_thread import load_with_engine
+    from tui.pairs import LoadRequest, pair_choices
+
+    tiny = str(stores / "llama.cpp" / "someone_tiny-GGUF_tiny-f32.gguf")
+    offered = [c.request for c in pair_choices("ollama:smollm2:135m")]
+    request = LoadRequest(target="ollama:smollm2:135m", draft=tiny, method="auto")
+    assert request in offered
+    engine = load_with_engine(request, lambda stage, fraction: None)
+    try:
+        assert (engine.target_name, engine.draft_name) == ("ollama:smollm2:135m", Path(tiny).stem)
+        assert "draft" in engine.methods
+    finally:
+        engine.close()
+
+
 def cli(home: Path, *args: str) -> subprocess.CompletedProcess:
     env = dict(os.environ)
     env.pop("XDG_CACHE_HOME", None)
