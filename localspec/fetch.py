@@ -4,8 +4,8 @@ Downloads land in the per-user cache (`platformdirs.user_cache_dir("localspec")
 /models`, or `$LOCALSPEC_CACHE_DIR/models`) as `<name>.gguf`, written to
 `<name>.gguf.part` and renamed only once the checksum matches, so a crash or
 Ctrl-C never leaves a file that looks finished. Files that already live
-elsewhere (a `path` source, the Hugging Face cache) are used in place rather
-than copied: these are gigabytes.
+elsewhere (a `path` source, the Hugging Face cache, Ollama's store) are used
+in place rather than copied: these are gigabytes.
 
 Hashing a 1 GB file takes seconds, so after a successful check we write
 `<name>.verified.json` (path, size, mtime, sha256) and trust it while the

@@ -81,9 +81,11 @@ def _in_ollama(spec: ModelSpec) -> Path | None:
     for source in spec.sources:
         if source.kind == "ollama":
             try:
-                return ollama.find(source.ref).path
+                blob = ollama.find(source.ref)
             except LocalspecError:
-                pass
+                continue
+            if spec.sha256 in (None, blob.digest):  # a pinned sha256 the tag no longer names is not this model
+                return blob.path
     return None
 
 

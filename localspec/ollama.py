@@ -98,9 +98,14 @@ def find(text: str, root: Path | None = None) -> Blob:
     name = Name.parse(text)
     manifest = name.manifest(root)
     if not manifest.is_file():
-        tags = sorted(p.name for p in manifest.parent.glob("*") if p.is_file())
-        have = f"; tags here: {', '.join(tags)}" if tags else ""
-        raise LocalspecError(f"no Ollama model {name.short()} in {root}{have}")
+        # Ollama compares names ignoring case; its files keep the case they were pulled with.
+        wanted = name.short().lower()
+        same = [m for m in list_manifests(root) if _name_of(m, root).short().lower() == wanted]
+        if not same:
+            tags = sorted(p.name for p in manifest.parent.glob("*") if p.is_file())
+            have = f"; tags here: {', '.join(tags)}" if tags else ""
+            raise LocalspecError(f"no Ollama model {name.short()} in {root}{have}")
+        name, manifest = _name_of(same[0], root), same[0]
     return _model_blob(name, manifest, root)
 
 
@@ -108,16 +113,22 @@ def list_models(root: Path | None = None) -> list[Listed]:
     """Every model in the store, with its blob or why it has none usable here."""
     root = root or store_root()
     out = []
-    # manifests/<host>/<namespace>/<model>/<tag>, as Ollama's own listing globs it
-    for manifest in sorted((root / "manifests").glob("*/*/*/*")):
-        if not manifest.is_file():
-            continue
+    for manifest in list_manifests(root):
+        name = _name_of(manifest, root)
         try:
-            name = Name(*manifest.relative_to(root / "manifests").parts)
             out.append(Listed(name, _model_blob(name, manifest, root)))
         except LocalspecError as e:
             out.append(Listed(name, None, str(e)))
     return out
+
+
+def list_manifests(root: Path) -> list[Path]:
+    # manifests/<host>/<namespace>/<model>/<tag>, as Ollama's own listing globs it
+    return sorted(p for p in (root / "manifests").glob("*/*/*/*") if p.is_file())
+
+
+def _name_of(manifest: Path, root: Path) -> Name:
+    return Name(*manifest.relative_to(root / "manifests").parts)
 
 
 def _model_blob(name: Name, manifest: Path, root: Path) -> Blob:

@@ -100,6 +100,7 @@ def test_find_and_its_one_line_errors(home):
     assert blob.path == root / "blobs" / f"sha256-{hashlib.sha256(TINY_GGUF).hexdigest()}"
     assert blob.digest == hashlib.sha256(TINY_GGUF).hexdigest() and blob.size == len(TINY_GGUF)
     assert ollama.find("registry.ollama.ai/library/m:good") == blob
+    assert ollama.find("M:GOOD").path == blob.path  # Ollama's names ignore case
     with pytest.raises(LocalspecError, match=r"no Ollama model m:nope in .*; tags here: gone, good, vision, weights"):
         ollama.find("m:nope")
     with pytest.raises(LocalspecError, match=r"m:vision has no GGUF model layer \(its layers: projector, template\)"):
