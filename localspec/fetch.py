@@ -219,7 +219,7 @@ def _known_in_place(spec: ModelSpec, source: Source) -> Path | None:
         blob = ollama.find(source.ref)
     except LocalspecError:
         return None
-    return _verified(_blob_key(blob), blob.digest, None)
+    return blob.path if _verified(_blob_key(blob), blob.digest, None) == blob.path else None
 
 
 def _in_place(spec: ModelSpec, progress: bool) -> Path:
