@@ -257,6 +257,11 @@ def test_run_and_models_on_a_fixture_ollama_store(stores):
     assert again.returncode == 0, again.stderr
     assert "verifying" not in again.stderr  # ... then trusted while its size and mtime hold
     assert json.loads(again.stdout)["tokens"] == out["tokens"]
+    drafted = cli(stores, "run", "--target", "ollama:smollm2:135m", "--draft", "ollama:someone/smollm2:alias",
+                  "--method", "draft", "--max-tokens", "16", "--json", "--prompt", "Say hello.")  # fmt: skip
+    assert drafted.returncode == 0, drafted.stderr
+    stats = json.loads(drafted.stdout)["stats"]
+    assert stats["drafted"] > 0 and stats["accepted"] > 0  # the same weights drafting for themselves
 
     listed = cli(stores, "models", "--json")
     assert listed.returncode == 0, listed.stderr
