@@ -261,6 +261,7 @@ def load_engine(
     explicit arguments win over the pair's settings.
     """
     from localspec import registry
+    from localspec.resolve import ensure_local, resolve_model
     from localspec.gguf_info import read_gguf_info
     from localspec.vocab import check_compatible
 
@@ -280,12 +281,12 @@ def load_engine(
         draft_max = None
 
     def settings(name_or_path: str, ngl: int | None):
-        spec = registry.resolve_model(name_or_path, reg)
+        spec = resolve_model(name_or_path, reg)
         path = spec.path
         if path is None:
             if progress:
                 progress(f"fetch {spec.name}", 0.0)
-            path = registry.ensure_local(spec, progress=progress is None)
+            path = ensure_local(spec, progress=progress is None)
         info = read_gguf_info(path)
         ms = ModelSettings(
             path=path,

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 
 import pytest
 
@@ -169,6 +171,23 @@ def test_json_only_writes_results_and_prints_the_summary(tmp_path, capsys):
     assert saved["summary"] == printed and len(saved["runs"]) == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["results.json"]
     assert saved["meta"]["interrupted"] and saved["meta"]["prompts_done"] == 1  # 1 of the 2 planned
+
+
+def test_without_matplotlib_bench_says_so_before_measuring(tmp_path):
+    # matplotlib is the [bench] extra: hidden here as if `pip install localspec` had left it out.
+    saved = tmp_path / "results.json"
+    saved.write_text(json.dumps({"meta": {"settings": {"prompts": 1}, "notes": []}, "runs": [rec("a", "plain")]}))
+    code = "import sys; sys.modules['matplotlib'] = None; from localspec.cli import main; sys.exit(main(sys.argv[1:]))"
+    for args in (["--from-json", str(saved)], ["--target", "/no/model/needed.gguf"]):
+        proc = subprocess.run([sys.executable, "-c", code, "bench", *args], capture_output=True, text=True)
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.strip().splitlines() == [
+            "localspec: error: localspec bench draws its plot with matplotlib, which is not installed: "
+            "pip install 'localspec[bench]' (or give --json-only)"
+        ]
+    proc = subprocess.run([sys.executable, "-c", code, "bench", "--from-json", str(saved), "--json-only"],
+                          capture_output=True, text=True)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
 
 
 # --- modes and prompts -----------------------------------------------------

@@ -89,6 +89,7 @@ def table(names: list[str], curves: list[dict[int, float]]) -> list[str]:
 def handle(args: argparse.Namespace) -> int:
     from localspec import registry
     from localspec.backend import default_threads
+    from localspec.resolve import ensure_local, resolve_model
     from localspec.gguf_info import read_gguf_info
     from localspec.host import cpu_name
 
@@ -96,8 +97,8 @@ def handle(args: argparse.Namespace) -> int:
     names = args.models or [registry.resolve_pair(None, reg).target]
     paths, labels = [], []
     for name in names:
-        spec = registry.resolve_model(name, reg)
-        path = spec.path or registry.ensure_local(spec)
+        spec = resolve_model(name, reg)
+        path = spec.path or ensure_local(spec)
         read_gguf_info(path)  # a file that is not GGUF: one line, before llama.cpp sees it
         paths.append(path)
         labels.append(spec.name if spec.name not in labels else str(path))
