@@ -30,7 +30,7 @@ class Layout:
     ftype: str  # llama_ftype, as in llama_cpp's LLAMA_FTYPE_MOSTLY_* names
     pure: bool = True  # every quantizable tensor in the ftype's type, not its mixture
     output: str | None = None  # ggml type for the output matrix and token embeddings
-    # Source tensor type -> type it becomes; every other tensor keeps the ftype's choice.
+    # Source tensor type -> type it becomes; with a remap every other tensor keeps its own type.
     remap: dict[str, str] = field(default_factory=dict)
     about: str = ""
 
@@ -55,12 +55,15 @@ def _ggml_type(name: str) -> int:
     return getattr(llama_cpp, f"GGML_TYPE_{name}")
 
 
-def _remapped_tensors(src: Path, remap: dict[str, str]) -> list[tuple[str, str]]:
-    """(tensor name, new type) for every tensor of `src` whose type `remap` names."""
+def _pinned_types(src: Path, remap: dict[str, str]) -> list[tuple[str, str]]:
+    """(tensor name, type) for every quantized tensor of `src`: its own type,
+    or what `remap` makes of it. Pinning all of them keeps the file's mixture
+    (llama.cpp's quantizer would otherwise choose its own for the ftype)."""
     from gguf import GGUFReader
 
     reader = GGUFReader(src)
-    return [(t.name, remap[t.tensor_type.name]) for t in reader.tensors if t.tensor_type.name in remap]
+    kinds = ((t.name, t.tensor_type.name) for t in reader.tensors)
+    return [(name, remap.get(kind, kind)) for name, kind in kinds if kind not in ("F32", "F16", "BF16")]
 
 
 def requantize(src: Path, dst: Path, layout: Layout, n_threads: int) -> None:
@@ -74,7 +77,7 @@ def requantize(src: Path, dst: Path, layout: Layout, n_threads: int) -> None:
     params.pure = layout.pure
     if layout.output:
         params.output_tensor_type = params.token_embedding_type = _ggml_type(layout.output)
-    overrides = _remapped_tensors(src, layout.remap) if layout.remap else []
+    overrides = _pinned_types(src, layout.remap) if layout.remap else []
     if overrides:
         # Exact names, as anchored regexes: llama.cpp matches overrides with std::regex_search.
         table = (llama_cpp.llama_model_tensor_override * (len(overrides) + 1))()
