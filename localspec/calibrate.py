@@ -85,8 +85,8 @@ def _prefix(ctx: Context, rows: int) -> int:
 def _could_pay(entry: dict, neighbours: tuple[int, int]) -> bool:
     """Whether a size between two measured ones is worth measuring: a right
     draft verified at either neighbour beats plain decoding by PAYS or more.
-    Where both cost about as many single steps as they have rows, nothing in
-    between pays either (bar a dip the tiles do not explain)."""
+    Where neither does, rows there cost about a single step each, and the
+    size between them is not worth its measurement."""
     one = entry.get("1")
     prices = {m: entry.get(str(m)) for m in neighbours}
     return bool(one) and any(p and m * one > PAYS * p for m, p in prices.items())

@@ -156,17 +156,21 @@ class LookupScores:
     match therefore teaches the planner, also while it decodes plainly: a text
     that stops copying (or starts) shows within a step or two, and lookup
     never needs a probe.
+
+    `run` is the longest agreement among the proposals the latest resolve
+    decided (0 in a new reply): how long the text has just been copying.
     """
 
     def __init__(self) -> None:
         # (position of the proposal's first token, proposal, acceptance key, positions scored)
         self._pending: list[tuple[int, list[int], str, int]] = []
         self._context: Sequence[int] | None = None  # the growing token list the proposals were made on
+        self.run = 0
 
     def propose(self, context: Sequence[int], tokens: list[int], key: str) -> None:
         if context is not self._context:
             # A new reply (or other history): proposals made on the old one mean nothing here.
-            self._pending, self._context = [], context
+            self._pending, self._context, self.run = [], context, 0
         self._pending.append((len(context), tokens, key, 0))
 
     def resolve(self, context: Sequence[int]) -> list[tuple[str, int, int, bool]]:
@@ -176,7 +180,7 @@ class LookupScores:
         once its token is known, so agreement is learned a step after it
         happens, not only when the whole proposal has come true."""
         if context is not self._context:
-            self._pending, self._context = [], None
+            self._pending, self._context, self.run = [], None, 0
             return []
         out, still = [], []
         for pos, tokens, key, scored in self._pending:
@@ -190,6 +194,8 @@ class LookupScores:
             if not ended and i < len(tokens):
                 still.append((pos, tokens, key, i))
         self._pending = still
+        if out:
+            self.run = max(agreed for _, _, agreed, _ in out)
         return out
 
 
@@ -308,7 +314,11 @@ class Planner:
             # The proposal is free to compute: only its length is in question.
             if not self._lookup_available:
                 return Choice("none", 0, 0.0)
-            cap = min(self._lookup_available, limit)
+            # Past K_MAX a draft may be at most twice as long as the text has
+            # just been copying (slow start): a long verify that fails costs
+            # dozens of steps (64 rows ~ 24 on a 2-core Zen 4), and acceptance
+            # learned on one text says little about the next one's long tail.
+            cap = min(self._lookup_available, limit, max(K_MAX, 2 * self.lookup_scores.run + 1))
             return best_k(name, self._lookup_acceptance(self._lookup_match_n), self.costs, cap)
         behind = self.drafters[name].behind(context)
         return best_k(name, self.acceptance[name], self.costs, min(limit, K_MAX), behind)

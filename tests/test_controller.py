@@ -415,6 +415,35 @@ def test_a_long_copy_on_a_curve_flat_at_16_drafts_whole_tiles():
     assert ks[-10:] == [63] * 10
 
 
+def test_after_a_long_copy_a_new_reply_starts_with_short_drafts():
+    """Acceptance learned while copying says little about the next text: a
+    long draft must follow a long agreement in this reply (slow start), so a
+    reply whose matches are wrong never pays for a 64-row verify."""
+    truth = list(range(10_000))
+    lookup = ScriptedLookup(truth)
+    planner = Rig(curve_costs(ZEN4_CURVE), {"lookup": lookup}, lookup).planner
+
+    def reply(copying: bool, n_steps: int) -> list[int]:
+        lookup.copying = copying
+        context, ks = truth[:10], []  # a new list: a new reply
+        for _ in range(n_steps):
+            method, _, k, _ = planner.plan(context)
+            draft = lookup.propose(context, k, None, None).tokens if method == "lookup" else []
+            accepted = 0
+            while accepted < len(draft) and draft[accepted] == truth[len(context) + accepted]:
+                accepted += 1
+            context.extend(truth[len(context) : len(context) + accepted + 1])
+            planner.record(step(method, len(draft), accepted, ZEN4_CURVE[len(draft) + 1]))
+            ks.append(len(draft))
+        return ks
+
+    copied = reply(True, 30)
+    assert copied[-1] == 63 and max(copied[:2]) <= K_MAX  # it ramped up, from short drafts
+    wrong = reply(False, 20)
+    assert max(wrong) <= K_MAX
+    assert sum(ZEN4_CURVE[k + 1] for k in wrong) < 2 * 20 * ZEN4_CURVE[1]
+
+
 def test_a_short_right_copy_on_the_zen4_curve_takes_a_whole_tile():
     """A 15-token proposal that is always right: 16 rows for 8.5 steps beat any
     shorter draft (12 rows cost more than 16). With 14 it takes the longest

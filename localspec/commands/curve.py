@@ -86,6 +86,16 @@ def table(names: list[str], curves: list[dict[int, float]]) -> list[str]:
     return out
 
 
+def summary(curve: dict[int, float]) -> str:
+    """One line: one row's cost, a few sizes' multiples of it, and the best a right draft can do."""
+    one = curve[1]
+    shown = [n for n in (4, 9, 16, 32, 64) if n in curve]
+    best = max(curve, key=lambda n: n * one / curve[n])
+    multiples = "; ".join(f"{n} rows {curve[n] / one:.1f}x" for n in shown)
+    return (f"1 row {one * 1e3:.0f} ms; {multiples}; a right draft pays at most "
+            f"{best * one / curve[best]:.2f}x ({best - 1} tokens)")  # fmt: skip
+
+
 def handle(args: argparse.Namespace) -> int:
     from localspec import registry
     from localspec.backend import default_threads

@@ -119,6 +119,7 @@ def handle_doctor(args: argparse.Namespace) -> int:
         "memory": mem,
         "default_pair": need,
         "mtp": {e.name: e.info.nextn_predict_layers for e in entries if e.info},
+        "verify_curve": _verify_curve(reg),
         "next": _next_steps(reg, need, mem),
     }
     if args.json:
@@ -138,9 +139,27 @@ def handle_doctor(args: argparse.Namespace) -> int:
         print(f"default pair {need['pair']} needs about {need['bytes'] / gib:.1f} GiB{approx}")
     for name, layers in report["mtp"].items():
         print(f"{name}: {f'{layers} MTP layer(s), can self-draft' if layers else 'no MTP heads'}")
+    if report["verify_curve"]:
+        from localspec.commands.curve import summary
+
+        v = report["verify_curve"]
+        print(f"verify curve of {v['model']} here: {summary({int(n): s for n, s in v['verify_s'].items()})}")
     for step in report["next"]:
         print(f"next: {step}")
     return 0
+
+
+def _verify_curve(reg: Registry) -> dict | None:
+    """What calibration measured for the default pair's target on this machine
+    (None before its first run here): doctor measures nothing itself."""
+    from localspec.backend import default_threads
+    from localspec.calibrate import cached_curve
+
+    pair = reg.pairs.get(reg.default_pair or "")
+    spec = reg.models.get(pair.target) if pair else None
+    path = cached_path(spec) if spec else None
+    curve = cached_curve(path, default_threads(), spec.n_gpu_layers) if path else None
+    return {"model": spec.name, "verify_s": curve} if curve and 1 in curve else None
 
 
 def _build_lines(build: dict) -> list[str]:
