@@ -20,6 +20,9 @@ from __future__ import annotations
 import ctypes
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
+
+import numpy as np
 
 from localspec.errors import LocalspecError
 
@@ -93,3 +96,12 @@ def requantize(src: Path, dst: Path, layout: Layout, n_threads: int) -> None:
         tmp.unlink(missing_ok=True)
         raise LocalspecError(f"llama.cpp could not write {src.name} as {layout.name} (status {status})")
     tmp.replace(dst)
+
+
+def top1_agreement(ctx, prompt: Sequence[int], reference: Sequence[int]) -> int:
+    """Positions where `ctx`'s model, reading prompt + reference in one batch,
+    puts reference's own token first: how often a layout would have chosen
+    what its source file chose, given the same text so far."""
+    ctx.prefill(list(prompt[:-1]))
+    rows = ctx.decode([prompt[-1], *reference[:-1]], logits="all")
+    return int(np.sum(np.argmax(rows, axis=1) == np.asarray(reference)))

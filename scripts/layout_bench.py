@@ -26,29 +26,17 @@ import platform
 import time
 from pathlib import Path
 
-import numpy as np
-
-from localspec.bench.modes import MODES, apply
+from localspec.bench.modes import BY_NAME
 from localspec.bench.prompts import parse_categories, select
 from localspec.bench.runner import prime, rotated, run_once
 from localspec.engine import load_engine
 from localspec.fetch import cache_dir
 from localspec.generate import GenerateOptions
 from localspec.host import cpu_name
-from localspec.layouts import LAYOUTS, requantize
+from localspec.layouts import LAYOUTS, requantize, top1_agreement
 from localspec.resolve import ensure_local, resolve_model
 
 SHIPPED = "shipped"
-
-
-def agreement(engine, prompt_tokens: list[int], reference: list[int]) -> tuple[int, int]:
-    """Positions where the engine's target, reading prompt + reference, puts
-    reference's own token on top; and how many positions were read."""
-    ctx = engine.target_ctx
-    ctx.prefill(prompt_tokens[:-1])
-    rows = ctx.decode([prompt_tokens[-1], *reference[:-1]], logits="all")
-    top = np.argmax(rows, axis=1)
-    return int(np.sum(top == np.asarray(reference))), len(reference)
 
 
 def geomean(xs: list[float]) -> float:
@@ -78,7 +66,7 @@ def main() -> None:
         files[name] = dst
     engines = {name: load_engine(str(path), args.draft, method="auto", n_threads=args.threads) for name, path in files.items()}
     prompts = select(parse_categories(args.categories), args.per_category)
-    plain, auto = (next(m for m in MODES if m.name == n) for n in ("plain", "auto"))
+    plain, auto = BY_NAME["plain"], BY_NAME["auto"]
     options = GenerateOptions(max_tokens=args.max_tokens)
     records = []
     for i, prompt in enumerate(prompts):
@@ -94,9 +82,9 @@ def main() -> None:
         reference = next(r["tokens"] for r in records if r["prompt_id"] == prompt.id and r["layout"] == SHIPPED
                          and r["mode"] == "plain")  # fmt: skip
         for name, engine in engines.items():
-            agree, n = agreement(engine, tokens[name], reference)
+            agree = top1_agreement(engine.target_ctx, tokens[name], reference)
             records.append({"prompt_id": prompt.id, "category": prompt.category, "layout": name,
-                            "mode": "fidelity", "agree": agree, "positions": n})  # fmt: skip
+                            "mode": "fidelity", "agree": agree, "positions": len(reference)})  # fmt: skip
     for engine in engines.values():
         engine.close()
 

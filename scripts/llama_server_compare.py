@@ -31,7 +31,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from localspec.bench.modes import MODES
+from localspec.bench.modes import BY_NAME
 from localspec.bench.prompts import parse_categories, select
 from localspec.bench.runner import prime, rotated, run_once
 from localspec.engine import load_engine
@@ -100,13 +100,15 @@ def main() -> None:
     engine = load_engine(str(model), None, method="auto", n_threads=args.threads, n_ctx=n_ctx)
     servers = {name: start(args.server, model, args.threads, n_ctx, extra)
                for name, extra in server_settings([int(k) for k in args.lengths.split(",")]).items()}  # fmt: skip
-    modes = {m.name: m for m in MODES if m.name in ("plain", "auto")}
+    modes = {name: BY_NAME[name] for name in ("plain", "auto")}
     settings = [f"localspec {m}" for m in modes] + list(servers)
     options = GenerateOptions(max_tokens=args.max_tokens)
     prompts = select(parse_categories(args.categories), args.per_category)
     records = []
     try:
-        for i, prompt in enumerate(prompts):
+        # A warm-up pass over every setting on the first prompt, not recorded:
+        # a context's first decodes are not what a running server sees.
+        for i, prompt, keep in [(0, prompts[0], False)] + [(i, p, True) for i, p in enumerate(prompts)]:
             messages = [{"role": "user", "content": prompt.text}]
             body = {"messages": messages, "max_tokens": args.max_tokens, "temperature": 0, "cache_prompt": True}
             prime(engine, prompt, args.max_tokens)
@@ -122,9 +124,10 @@ def main() -> None:
                     t = reply["timings"]
                     tps, text = t["predicted_per_second"], reply["choices"][0]["message"]["content"]
                     drafted, accepted = t.get("draft_n", 0), t.get("draft_n_accepted", 0)
-                records.append({"prompt_id": prompt.id, "category": prompt.category, "setting": setting,
-                                "tokens_per_s": tps, "drafted": drafted, "accepted": accepted, "text": text})  # fmt: skip
-                print(f"{prompt.id} {setting}: {tps:.1f} tok/s", flush=True)
+                if keep:
+                    records.append({"prompt_id": prompt.id, "category": prompt.category, "setting": setting,
+                                    "tokens_per_s": tps, "drafted": drafted, "accepted": accepted, "text": text})  # fmt: skip
+                print(f"{prompt.id} {setting}: {tps:.1f} tok/s{'' if keep else ' (warm-up)'}", flush=True)
     finally:
         for proc, _ in servers.values():
             proc.terminate()

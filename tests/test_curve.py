@@ -75,3 +75,16 @@ def test_a_layout_rewrites_the_weights_and_still_runs(smollm2_path, tmp_path):
         ctx.close()
         model.close()
     assert not list(tmp_path.glob("*.partial"))
+
+
+def test_the_layout_command_writes_the_file_and_compares_it_here(smollm2_path, tmp_path, capsys):
+    out = tmp_path / "small.q4_0.gguf"
+    assert main(["layout", str(smollm2_path), "--to", "q4_0", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert set(tensor_types(out)) == {"Q4_0", "F32"}
+    assert f"rows | {smollm2_path.name}" in printed and "small.q4_0.gguf" in printed
+    agree = next(line for line in printed.splitlines() if line.startswith("top-1 agreement"))
+    got, total = agree.split(": ")[1].split(" ")[0].split("/")
+    assert int(total) == 3 * 48 and 0 < int(got) <= int(total)
+    assert f"localspec run --target {out}" in printed
+    assert main(["layout", str(smollm2_path), "--to", "q5_x"]) == 2
