@@ -39,7 +39,7 @@ from tui.keymap import load_keymap
 from tui.messages import EngineReady, LoadFailed, LoadProgress, ReplyDone, ReplyFailed
 from tui.pairs import LoadRequest, PairChoice, pair_choices
 from tui.prompt import Prompt
-from tui.reply import ReplyView, SystemNote, UserMessage
+from tui.reply import Notice, ReplyView, SystemNote, UserMessage
 from tui.screen import ChatScreen
 from tui.stats import StatsPanel
 from tui.store import ChatSettings, ChatStore, Conversation, title_for
@@ -186,6 +186,7 @@ class ChatApp(ChatActions, App[None]):
         recent = self.store.conversations(limit=1)
         if recent:
             await self._open_conversation(recent[0].id)
+        self.say_store_notices()
         self._start_load(self.request)
         self.prompt.focus()
 
@@ -360,8 +361,15 @@ class ChatApp(ChatActions, App[None]):
                 stop_reason=stop_reason, sources=reply.sources(), stats=stats,
             )  # fmt: skip
             reply.message_id = stored.id
+            self.say_store_notices()
         if reply is self.reply:
             self.reply = None
+
+    def say_store_notices(self) -> None:
+        """What the store has to tell (history moved aside, not being saved), once,
+        at the end of the conversation. The reply stays on screen whatever the file did."""
+        while self.store.notices and not self._closing:
+            self.chat_view.mount(Notice(self.store.notices.pop(0)))
 
     # -- chatting ---------------------------------------------------------------
 
@@ -374,6 +382,7 @@ class ChatApp(ChatActions, App[None]):
             self.conversation = self.store.create(title_for(text), self._model_label(), self.settings)
         self.store.add_message(self.conversation.id, "user", text)
         await self.chat_view.mount(UserMessage(text))
+        self.say_store_notices()
         await self._start_reply()
 
     def _can_generate(self) -> bool:

@@ -69,6 +69,24 @@ class SystemNote(Static):
         self.display = bool(system)
 
 
+class Notice(Static):
+    """What the chat itself has to say (the history is not being saved, the
+    context is full …), in the conversation where it happened, not in a toast."""
+
+    DEFAULT_CSS = """
+    Notice {
+        margin: 1 8 0 0;
+        padding: 0 1;
+        color: $text-warning;
+        border-left: thick $warning;
+    }
+    """
+
+    def __init__(self, text: str):
+        super().__init__(Content(text), markup=False)
+        self.text = text
+
+
 class ReplyView(Vertical, can_focus=True):
     """One assistant reply; focus it (click or Tab) to make it the one copied."""
 
