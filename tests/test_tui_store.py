@@ -41,9 +41,10 @@ def test_an_old_database_is_upgraded_in_place(tmp_path):
     db.execute("INSERT INTO messages (conversation_id, role, content, created_at) VALUES (1, 'user', 'hi', 'x')")
     db.close()
     store = ChatStore(path)
-    assert migrations.applied(store.db)[-1] == "m002_reply_details"
+    assert migrations.applied(store.db)[-2:] == ["m002_reply_details", "m003_context_overflow"]
     [old] = store.conversations()
     assert old.title == "old chat" and old.n_messages == 1
+    assert old.settings.overflow == "rolling" and old.memory_from is None
     [message] = store.messages(old.id)
     assert (message.content, message.stop_reason, message.sources, message.stats) == ("hi", None, None, None)
     store.close()
@@ -78,6 +79,12 @@ def test_messages_round_trip_and_conversations_order(tmp_path):
     assert store.get(first.id).settings == settings
     store.update_settings(second.id, settings)
     assert store.get(second.id).settings == settings
+    store.update_message(reply.id, "hi there, again", stop_reason="eog", sources=((15, "t"),), stats=None)
+    assert store.messages(first.id)[1] == reply.__class__(reply.id, "assistant", "hi there, again", "eog", ((15, "t"),))
+    store.set_memory_from(first.id, reply.id)
+    assert store.get(first.id).memory_from == reply.id
+    store.update_settings(second.id, ChatSettings(overflow="stop"))
+    assert store.get(second.id).settings.overflow == "stop"
     store.delete_message(reply.id)
     assert len(store.messages(first.id)) == 1
     store.delete(first.id)

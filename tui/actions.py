@@ -121,6 +121,20 @@ class ChatActions(_Base):
             return
         await self._start_reply()
 
+    async def action_continue_reply(self) -> None:
+        """Go on with a reply that filled the context, in the window freed by
+        letting the oldest turns go (tui.window)."""
+        if self.conversation is None or not self._can_generate():
+            return
+        history = self.store.messages(self.conversation.id)
+        replies = self.chat_view.query(ReplyView)
+        last = replies.last() if replies else None
+        if not (history and last is not None and history[-1].id == last.message_id
+                and history[-1].stop_reason == "context_full"):  # fmt: skip
+            self.notify("Only the last reply, stopped by a full context, can be continued.")
+            return
+        await self._start_reply(continuing=last)
+
     def action_copy_reply(self) -> None:
         reply = self.focused if isinstance(self.focused, ReplyView) else None
         if reply is None:

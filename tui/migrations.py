@@ -108,3 +108,12 @@ def m002_reply_details(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE messages ADD COLUMN stop_reason TEXT")
     db.execute("ALTER TABLE messages ADD COLUMN sources TEXT")
     db.execute("ALTER TABLE messages ADD COLUMN stats TEXT")
+
+
+@migration
+def m003_context_overflow(db: sqlite3.Connection) -> None:
+    # What the chat does when the conversation outgrows the context ("rolling":
+    # the oldest turns leave the model's context, "stop"), and the message the
+    # model's memory begins at under the rolling window (NULL: the first).
+    db.execute("ALTER TABLE conversations ADD COLUMN overflow TEXT NOT NULL DEFAULT 'rolling'")
+    db.execute("ALTER TABLE conversations ADD COLUMN memory_from INTEGER")

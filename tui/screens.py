@@ -11,11 +11,17 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.content import Content
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, LoadingIndicator, OptionList, Static, TextArea
+from textual.widgets import Button, Input, Label, LoadingIndicator, OptionList, Select, Static, TextArea
 from textual.widgets.option_list import Option
 
 from tui.pairs import LoadRequest, PairChoice
 from tui.store import ChatSettings, Conversation, local_time
+from tui.window import ROLLING, STOP
+
+OVERFLOW = [
+    ("Rolling window: the oldest turns leave the model's memory", ROLLING),
+    ("Stop: say so; a new chat or a larger --n-ctx goes on", STOP),
+]
 
 MODAL_CSS = """
 {name} {{
@@ -172,7 +178,7 @@ class PairPickerScreen(ModalScreen[LoadRequest | None]):
 
 
 class SettingsScreen(ModalScreen[ChatSettings | None]):
-    """System prompt and sampling of the current chat."""
+    """System prompt, sampling and context overflow policy of the current chat."""
 
     DEFAULT_CSS = MODAL_CSS.format(name="SettingsScreen") + """
     SettingsScreen TextArea { height: 6; }
@@ -202,6 +208,8 @@ class SettingsScreen(ModalScreen[ChatSettings | None]):
                     with Vertical():
                         yield Label(label)
                         yield Input(value, id=id, type="integer" if id == "max_tokens" else "number")
+            yield Label("When the conversation outgrows the context")
+            yield Select(OVERFLOW, value=s.overflow, allow_blank=False, id="overflow")
             with Horizontal():
                 yield Button("Save", variant="primary", id="save")
                 yield Button("Cancel", id="cancel")
@@ -220,7 +228,8 @@ class SettingsScreen(ModalScreen[ChatSettings | None]):
             self.notify("need temperature ≥ 0, 0 < top-p ≤ 1 and max tokens ≥ 1", severity="error")
             return
         system = self.query_one("#system", TextArea).text.strip()
-        self.dismiss(ChatSettings(system, temperature, top_p, max_tokens))
+        overflow = str(self.query_one("#overflow", Select).value)
+        self.dismiss(ChatSettings(system, temperature, top_p, max_tokens, overflow))
 
     @on(Button.Pressed, "#cancel")
     def _cancel(self) -> None:

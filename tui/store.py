@@ -49,6 +49,7 @@ class ChatSettings:
     temperature: float = 0.0  # greedy: replies identical to plain decoding, token for token
     top_p: float = 1.0
     max_tokens: int = 1024
+    overflow: str = "rolling"  # past the context: "rolling" (the oldest turns leave it) or "stop" (tui.window)
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,7 @@ class Conversation:
     created_at: str
     updated_at: str
     n_messages: int = 0
+    memory_from: int | None = None  # the message the model's memory begins at (None: the first)
 
 
 @dataclass(frozen=True)
@@ -174,18 +176,25 @@ class ChatStore:
 
     def create(self, title: str, model: str, settings: ChatSettings) -> Conversation:
         now = _now()
+        s = settings
         cur = self._run(lambda db: db.execute(
-            "INSERT INTO conversations (title, model, system, temperature, top_p, max_tokens, created_at, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (title, model, settings.system, settings.temperature, settings.top_p, settings.max_tokens, now, now),
+            "INSERT INTO conversations (title, model, system, temperature, top_p, max_tokens, overflow, created_at,"
+            " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (title, model, s.system, s.temperature, s.top_p, s.max_tokens, s.overflow, now, now),
         ))  # fmt: skip
         return Conversation(cur.lastrowid, title, model, settings, now, now)
 
     def update_settings(self, conversation_id: int, settings: ChatSettings) -> None:
+        s = settings
         self._run(lambda db: db.execute(
-            "UPDATE conversations SET system = ?, temperature = ?, top_p = ?, max_tokens = ?, updated_at = ?"
-            " WHERE id = ?",
-            (settings.system, settings.temperature, settings.top_p, settings.max_tokens, _now(), conversation_id),
+            "UPDATE conversations SET system = ?, temperature = ?, top_p = ?, max_tokens = ?, overflow = ?,"
+            " updated_at = ? WHERE id = ?",
+            (s.system, s.temperature, s.top_p, s.max_tokens, s.overflow, _now(), conversation_id),
+        ))  # fmt: skip
+
+    def set_memory_from(self, conversation_id: int, message_id: int | None) -> None:
+        self._run(lambda db: db.execute(
+            "UPDATE conversations SET memory_from = ? WHERE id = ?", (message_id, conversation_id)
         ))  # fmt: skip
 
     def add_message(
@@ -222,6 +231,16 @@ class ChatStore:
 
         return StoredMessage(self._run(insert), role, content, stop_reason, sources, stats)
 
+    def update_message(
+        self, message_id: int, content: str, *, stop_reason: str | None, sources: Runs | None, stats: dict | None
+    ) -> None:
+        """A reply continued past a full context: the same message, grown."""
+        self._run(lambda db: db.execute(
+            "UPDATE messages SET content = ?, stop_reason = ?, sources = ?, stats = ? WHERE id = ?",
+            (content, stop_reason, json.dumps(sources) if sources is not None else None,
+             json.dumps(stats) if stats is not None else None, message_id),
+        ))  # fmt: skip
+
     def delete_message(self, message_id: int) -> None:
         self._run(lambda db: db.execute("DELETE FROM messages WHERE id = ?", (message_id,)))
 
@@ -256,14 +275,14 @@ class ChatStore:
 
     def _select(self, tail: str, params: tuple) -> list[Conversation]:
         rows = self._run(lambda db: db.execute(
-            "SELECT c.id, c.title, c.model, c.system, c.temperature, c.top_p, c.max_tokens, c.created_at,"
-            " c.updated_at, (SELECT COUNT(*) FROM messages m WHERE m.conversation_id = c.id)"
+            "SELECT c.id, c.title, c.model, c.system, c.temperature, c.top_p, c.max_tokens, c.overflow, c.created_at,"
+            " c.updated_at, (SELECT COUNT(*) FROM messages m WHERE m.conversation_id = c.id), c.memory_from"
             f" FROM conversations c {tail}",
             params,
         ).fetchall())  # fmt: skip
         return [
-            Conversation(id, title, model, ChatSettings(system, temp, top_p, max_tokens), created, updated, n)
-            for id, title, model, system, temp, top_p, max_tokens, created, updated, n in rows
+            Conversation(id, title, model, ChatSettings(system, temp, top_p, max_tokens, overflow), created, updated, n, memory)
+            for id, title, model, system, temp, top_p, max_tokens, overflow, created, updated, n, memory in rows
         ]
 
 
