@@ -8,7 +8,7 @@ from test_tui_scripted import ScriptedEngine, async_test, step
 
 from tui.reply import Notice, ReplyView, UserMessage
 from tui.screens import HistoryScreen
-from tui.store import ChatStore
+from tui.store import ChatSettings, ChatStore
 
 
 def said(app) -> list[str]:
@@ -83,24 +83,35 @@ async def test_when_writes_start_failing_the_reply_stays_and_the_chat_goes_on(di
 
 @async_test
 async def test_two_chats_at_once_each_keep_their_own_conversation():
+    past = ChatStore()
+    old = past.create("old", "m", ChatSettings())
+    past.add_message(old.id, "user", "long ago")
+    past.close()
     one, two = ScriptedEngine([[step("One", ".")]]), ScriptedEngine([[step("Two", ".")]])
     a, b = make_app(one), make_app(two)
     async with a.run_test() as pa, b.run_test() as pb:
         await ready(pa)
         await ready(pb)
+        # The first opens the most recent chat; the second, finding it open there, starts anew.
+        assert a.conversation.id == old.id and b.conversation is None
         await send(pa, "from a")
         await send(pb, "from b")
         await reply_done(pa)
         await reply_done(pb)
         await send(pa, "a again")
         await reply_done(pa)
-        assert [m["content"] for m in one.calls[-1]] == ["from a", "One.", "a again"]
+        assert [m["content"] for m in one.calls[-1]] == ["long ago", "from a", "One.", "a again"]
         assert [m["content"] for m in two.calls[-1]] == ["from b"]
         assert [u.text for u in b.chat_view.query(UserMessage)] == ["from b"]
         await pb.press("f2")
         await until(pb, lambda: isinstance(b.screen, HistoryScreen))
-        assert [c.title for c in b.screen.conversations] == ["from a", "from b"]
+        assert [c.title for c in b.screen.conversations] == ["old", "from b"]
+        assert b.screen.elsewhere == {old.id}
+        await pb.press("delete")  # a's open chat cannot be deleted from b
+        assert [c.title for c in b.store.conversations()] == ["old", "from b"]
+        await pb.press("escape")
         assert a.store.saving and b.store.saving and not said(a) and not said(b)
     store = ChatStore()
     titles = {c.title: [m.content for m in store.messages(c.id)] for c in store.conversations()}
-    assert titles == {"from a": ["from a", "One.", "a again", "One."], "from b": ["from b", "Two."]}
+    assert titles == {"old": ["long ago", "from a", "One.", "a again", "One."], "from b": ["from b", "Two."]}
+    assert store.open_elsewhere() == set()  # both closed: nothing is open

@@ -41,7 +41,7 @@ def test_an_old_database_is_upgraded_in_place(tmp_path):
     db.execute("INSERT INTO messages (conversation_id, role, content, created_at) VALUES (1, 'user', 'hi', 'x')")
     db.close()
     store = ChatStore(path)
-    assert migrations.applied(store.db)[-2:] == ["m002_reply_details", "m003_context_overflow"]
+    assert migrations.applied(store.db)[1:] == ["m002_reply_details", "m003_context_overflow", "m004_open_chats"]
     [old] = store.conversations()
     assert old.title == "old chat" and old.n_messages == 1
     assert old.settings.overflow == "rolling" and old.memory_from is None
@@ -292,4 +292,24 @@ def test_two_chats_share_the_file_without_database_is_locked(tmp_path):
     assert [m.content for m in b.messages(ca.id)] == ["while b writes"]
     assert {c.title for c in a.conversations()} == {"a", "b2"}
     a.close()
+    b.close()
+
+
+def test_a_chat_claims_its_conversation_until_it_closes(tmp_path):
+    import subprocess
+
+    path = tmp_path / "chats.db"
+    a, b = ChatStore(path), ChatStore(path)
+    one, two = a.create("one", "m", ChatSettings()), a.create("two", "m", ChatSettings())
+    a.claim(one.id)
+    assert b.open_elsewhere() == {one.id} and a.open_elsewhere() == set()
+    a.claim(two.id)  # one chat has one conversation open
+    assert b.open_elsewhere() == {two.id}
+    a.close()
+    assert b.open_elsewhere() == set()
+    # A chat that was killed leaves its claim behind; its process is gone, so it does not count.
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    b.db.execute("INSERT INTO open_chats (owner, pid, conversation_id) VALUES ('killed', ?, ?)", (gone.pid, one.id))
+    assert b.open_elsewhere() == set()
     b.close()

@@ -101,6 +101,7 @@ class ChatActions(_Base):
         if self._busy("start a new chat"):
             return
         self.conversation = None
+        self.store.claim(None)
         await self.chat_view.remove_children()
         await self.chat_view.mount(SystemNote(self.settings.system))
         self.stats.start_reply()
@@ -120,20 +121,6 @@ class ChatActions(_Base):
             self.notify("Nothing to regenerate.")
             return
         await self._start_reply()
-
-    async def action_continue_reply(self) -> None:
-        """Go on with a reply that filled the context, in the window freed by
-        letting the oldest turns go (tui.window)."""
-        if self.conversation is None or not self._can_generate():
-            return
-        history = self.store.messages(self.conversation.id)
-        replies = self.chat_view.query(ReplyView)
-        last = replies.last() if replies else None
-        if not (history and last is not None and history[-1].id == last.message_id
-                and history[-1].stop_reason == "context_full"):  # fmt: skip
-            self.notify("Only the last reply, stopped by a full context, can be continued.")
-            return
-        await self._start_reply(continuing=last)
 
     def action_copy_reply(self) -> None:
         reply = self.focused if isinstance(self.focused, ReplyView) else None
@@ -165,11 +152,17 @@ class ChatActions(_Base):
 
     def action_chats(self) -> None:
         if not self._busy("switch chats"):
-            self.push_screen(HistoryScreen(self.store.conversations(), self._delete_chat), self._chat_chosen)
+            elsewhere = frozenset(self.store.open_elsewhere())
+            self.push_screen(HistoryScreen(self.store.conversations(), self._delete_chat, elsewhere), self._chat_chosen)
 
     async def _chat_chosen(self, conversation_id: int | None) -> None:
-        if conversation_id is not None:
-            await self._open_conversation(conversation_id)
+        if conversation_id is None:
+            return
+        if conversation_id in self.store.open_elsewhere():
+            # Allowed (a claim may outlive a chat that was killed), but each chat
+            # then adds to the same history without seeing the other's turns.
+            self.notify("This chat is open in another localspec chat too; replies there will not show here.")
+        await self._open_conversation(conversation_id)
 
     def _delete_chat(self, conversation_id: int) -> None:
         self.store.delete(conversation_id)

@@ -20,7 +20,6 @@ import time
 import traceback
 from collections import deque
 from contextlib import contextmanager
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
@@ -40,11 +39,12 @@ from tui.keymap import load_keymap
 from tui.messages import EngineReady, LoadFailed, LoadProgress, ReplyDone, ReplyFailed, TooLong, WindowMoved
 from tui.pairs import LoadRequest, PairChoice, pair_choices
 from tui.prompt import Prompt
-from tui.reply import MemoryMark, Notice, ReplyView, SystemNote, UserMessage
+from tui.overflow import OverflowActions
+from tui.reply import Notice, ReplyView, SystemNote, UserMessage
 from tui.screen import ChatScreen
 from tui.stats import StatsPanel
 from tui.store import ChatSettings, ChatStore, Conversation, title_for
-from tui.window import ROLLING, Turn, choose
+from tui.window import Turn, choose
 
 if TYPE_CHECKING:
     from localspec.engine import Engine
@@ -99,7 +99,7 @@ def load_with_engine(request: LoadRequest, progress: Progress) -> Engine:
     return load_engine(**request.load_kwargs(), progress=progress)
 
 
-class ChatApp(ChatActions, App[None]):
+class ChatApp(ChatActions, OverflowActions, App[None]):
     TITLE = "localspec"
     CSS_PATH = "chat.tcss"
     FLUSH_S = 1 / 10  # a tick draws the reply's text or the panel: text 8-10 times a second
@@ -187,9 +187,11 @@ class ChatApp(ChatActions, App[None]):
         self.prompt.placeholder = f"Message · {keys['send']} sends · {keys['newline']} new line · {keys['help']} keys"
         self.chat_view.anchor()
         self._flusher = self.set_interval(self.FLUSH_S, self._flush, pause=True)
-        recent = self.store.conversations(limit=1)
-        if recent:
-            await self._open_conversation(recent[0].id)
+        # The most recent chat, unless another running chat has it open: then this one starts anew.
+        elsewhere = self.store.open_elsewhere()
+        recent = next((c for c in self.store.conversations() if c.id not in elsewhere), None)
+        if recent is not None:
+            await self._open_conversation(recent.id)
         self.say_store_notices()
         self._start_load(self.request)
         self.prompt.focus()
@@ -337,7 +339,7 @@ class ChatApp(ChatActions, App[None]):
             await self._flush(final=True)
         self._streaming(False)
         full = result.stop_reason == "context_full"
-        hint = f"{self.key_for('continue_reply')} continues" if full and self.settings.overflow == ROLLING else ""
+        hint = self.continue_hint() if full else ""
         # A continuation cancelled before its first token keeps what the reply was.
         stop = result.stop_reason if result.text or not reply.prefix else reply.stop_reason or result.stop_reason
         await reply.finish(reply.prefix + result.text, stop, result.counters, hint)
@@ -355,33 +357,12 @@ class ChatApp(ChatActions, App[None]):
         else:
             self._save_reply(reply, stop, None)
         if full and not hint:
-            n_ctx = getattr(self.engine, "n_ctx", None)
-            await self.say(
-                f"The context{f' ({n_ctx} tokens)' if n_ctx else ''} is full; the reply stopped there. "
-                f"{self.key_for('new_chat')} starts a new chat; a larger --n-ctx holds more; "
-                f"the rolling window ({self.key_for('settings')}) lets the oldest turns go."
-            )
+            await self.say_context_full()
         self.refresh_bindings()
 
     async def on_reply_failed(self, message: ReplyFailed) -> None:
         await self._drop_reply(message.reply)
         self.notify(message.error, title="Reply failed", severity="error", timeout=15)
-
-    async def on_too_long(self, message: TooLong) -> None:
-        await self._drop_reply(message.reply)
-        n, n_ctx = message.n_prompt, message.n_ctx
-        if self.settings.overflow == ROLLING:
-            what = "This message" + (" and the system prompt" if self.settings.system else "")
-            await self.say(
-                f"{what} take {n} tokens and the context holds {n_ctx}: no room for a reply. "
-                "Shorten it, or start localspec chat with a larger --n-ctx."
-            )
-        else:
-            await self.say(
-                f"The conversation takes {n} tokens and the context holds {n_ctx}: the model cannot take another turn. "
-                f"{self.key_for('new_chat')} starts a new chat; a larger --n-ctx holds more; "
-                f"the rolling window ({self.key_for('settings')}) lets the oldest turns go."
-            )
 
     async def _drop_reply(self, reply: ReplyView) -> None:
         """A reply that never started: gone, or a continuation back as it was."""
@@ -399,22 +380,6 @@ class ChatApp(ChatActions, App[None]):
         """A line from the chat itself, in the conversation (not a toast)."""
         await self.chat_view.mount(Notice(text))
         self.chat_view.anchor()
-
-    async def on_window_moved(self, message: WindowMoved) -> None:
-        if self.conversation is None or message.start >= len(self._history_ids):
-            return
-        first = self._history_ids[message.start] if message.start > 0 else None
-        self.store.set_memory_from(self.conversation.id, first)
-        self.conversation = replace(self.conversation, memory_from=first)
-        await self._place_mark(first)
-
-    async def _place_mark(self, message_id: int | None) -> None:
-        """The thin line above the first message the model still sees."""
-        await self.chat_view.query(MemoryMark).remove()
-        for widget in self.chat_view.query(UserMessage):
-            if message_id is not None and widget.message_id == message_id:
-                await self.chat_view.mount(MemoryMark(), before=widget)
-                return
 
     def _save_reply(self, reply: ReplyView, stop_reason: str, counters) -> None:
         if self.conversation is not None and (reply.message_id is None or reply.prefix):
@@ -448,6 +413,7 @@ class ChatApp(ChatActions, App[None]):
         self.prompt.clear()
         if self.conversation is None:
             self.conversation = self.store.create(title_for(text), self._model_label(), self.settings)
+            self.store.claim(self.conversation.id)
         stored = self.store.add_message(self.conversation.id, "user", text)
         await self.chat_view.mount(UserMessage(text, stored.id))
         self.say_store_notices()
@@ -500,6 +466,7 @@ class ChatApp(ChatActions, App[None]):
         if conversation is None:
             return
         self.conversation = conversation
+        self.store.claim(conversation.id)
         self.settings = conversation.settings
         await self.chat_view.remove_children()
         widgets = [SystemNote(self.settings.system)]

@@ -117,3 +117,16 @@ def m003_context_overflow(db: sqlite3.Connection) -> None:
     # model's memory begins at under the rolling window (NULL: the first).
     db.execute("ALTER TABLE conversations ADD COLUMN overflow TEXT NOT NULL DEFAULT 'rolling'")
     db.execute("ALTER TABLE conversations ADD COLUMN memory_from INTEGER")
+
+
+@migration
+def m004_open_chats(db: sqlite3.Connection) -> None:
+    # Which conversation each running chat has open (its process and its store),
+    # so a second chat started meanwhile opens another one (tui.store.ChatStore.claim).
+    db.execute(
+        """CREATE TABLE open_chats (
+            owner TEXT PRIMARY KEY,
+            pid INTEGER NOT NULL,
+            conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE
+        )"""
+    )

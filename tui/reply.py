@@ -62,7 +62,8 @@ class MemoryMark(Static):
     """
 
     def __init__(self) -> None:
-        super().__init__("── the model's memory begins here: the turns above have left its context ──", markup=False)
+        text = "── the model's memory begins here: the turns above have left its context ──"
+        super().__init__(text, markup=False)
 
 
 class SystemNote(Static):

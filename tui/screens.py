@@ -87,15 +87,19 @@ class HistoryScreen(ModalScreen[int | None]):
         Binding("delete", "delete", "Delete chat", id="history_delete"),
     ]
 
-    def __init__(self, conversations: list[Conversation], delete: Callable[[int], None]):
+    def __init__(
+        self, conversations: list[Conversation], delete: Callable[[int], None], elsewhere: frozenset[int] = frozenset()
+    ):
         super().__init__()
         self.conversations = conversations
         self.delete = delete
+        self.elsewhere = elsewhere  # open in another running chat
 
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Label("Chats", classes="title")
-            yield OptionList(*(Option(self._label(c), id=str(c.id)) for c in self.conversations))
+            labels = ((c, self._label(c, c.id in self.elsewhere)) for c in self.conversations)
+            yield OptionList(*(Option(label, id=str(c.id)) for c, label in labels))
             yield Label("Enter: open · Delete: delete · Esc: close", classes="hint")
 
     def on_mount(self) -> None:
@@ -104,8 +108,10 @@ class HistoryScreen(ModalScreen[int | None]):
         options.focus()
 
     @staticmethod
-    def _label(c: Conversation) -> Content:
+    def _label(c: Conversation, elsewhere: bool = False) -> Content:
         details = f"\n{local_time(c.updated_at)} · {c.n_messages} messages · {c.model}"
+        if elsewhere:
+            details += " · open in another chat"
         return Content.assemble(c.title, (details, "$text-muted"))
 
     @on(OptionList.OptionSelected)
@@ -115,7 +121,10 @@ class HistoryScreen(ModalScreen[int | None]):
     def action_delete(self) -> None:
         options = self.query_one(OptionList)
         option = options.highlighted_option
-        if option is not None:
+        if option is not None and int(option.id) in self.elsewhere:
+            # Its chat would go on writing to a conversation that is gone.
+            self.notify("This chat is open in another localspec chat; quit it there first.", severity="warning")
+        elif option is not None:
             self.delete(int(option.id))
             options.remove_option(option.id)
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -31,6 +32,7 @@ DB_NAME = "chats.db"
 BUSY_S = 10.0  # how long a write waits for another chat's write before failing
 BROKEN = ("SQLITE_NOTADB", "SQLITE_CORRUPT")  # the file is not (or no longer) a database
 T = TypeVar("T")
+_LIVE: set[str] = set()  # the owners of this process's open stores (open_chats.owner)
 Runs = tuple[tuple[int, str], ...]  # (n_chars, "d" accepted draft | "t" target) in text order
 
 
@@ -88,7 +90,9 @@ class ChatStore:
         self.path = path or data_dir() / DB_NAME
         self.saving = True  # False: in memory only, nothing reaches the file
         self.notices: list[str] = []  # for the user, once each (the app takes them)
+        self.owner = uuid.uuid4().hex  # this chat, in open_chats
         self.db = self._open()
+        _LIVE.add(self.owner)
 
     # -- opening, and going on without the file ---------------------------------------
 
@@ -114,7 +118,9 @@ class ChatStore:
             db = self._open_file()
         except (OSError, sqlite3.Error, NewerDatabase) as e:
             return self._in_memory(self._not_saving(e))
-        self.notices.append(f"The chat history {self.path} could not be read; it was moved to {aside} and a new one started.")
+        self.notices.append(
+            f"The chat history {self.path} could not be read; it was moved to {aside} and a new one started."
+        )
         return db
 
     def _open_file(self) -> sqlite3.Connection:
@@ -170,7 +176,33 @@ class ChatStore:
             return fn(self.db)
 
     def close(self) -> None:
+        _LIVE.discard(self.owner)
+        try:
+            self.claim(None)
+        except sqlite3.Error:  # the chat is ending: a claim left behind is a dead process's, ignored
+            pass
         self.db.close()
+
+    # -- which chat has which conversation open -----------------------------------------
+
+    def claim(self, conversation_id: int | None) -> None:
+        """Mark `conversation_id` as open in this chat (None: none), so a chat
+        started meanwhile does not open it too."""
+        def write(db: sqlite3.Connection) -> None:
+            db.execute("DELETE FROM open_chats WHERE owner = ?", (self.owner,))
+            if conversation_id is not None:
+                db.execute(
+                    "INSERT INTO open_chats (owner, pid, conversation_id) VALUES (?, ?, ?)",
+                    (self.owner, os.getpid(), conversation_id),
+                )
+
+        self._run(write)
+
+    def open_elsewhere(self) -> set[int]:
+        """Conversations another running chat has open. A chat that ended
+        without closing (killed) left a claim whose process is gone: ignored."""
+        rows = self._run(lambda db: db.execute("SELECT owner, pid, conversation_id FROM open_chats").fetchall())
+        return {c for owner, pid, c in rows if owner != self.owner and _alive(owner, pid)}
 
     # -- conversations and messages ---------------------------------------------------
 
@@ -281,9 +313,25 @@ class ChatStore:
             params,
         ).fetchall())  # fmt: skip
         return [
-            Conversation(id, title, model, ChatSettings(system, temp, top_p, max_tokens, overflow), created, updated, n, memory)
+            Conversation(
+                id, title, model, ChatSettings(system, temp, top_p, max_tokens, overflow), created, updated, n, memory
+            )
             for id, title, model, system, temp, top_p, max_tokens, overflow, created, updated, n, memory in rows
         ]
+
+
+def _alive(owner: str, pid: int) -> bool:
+    if pid == os.getpid():
+        return owner in _LIVE
+    if os.name != "posix":  # os.kill there would end the process; a claim may then outlive its chat
+        return True
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, another user's
+        return True
+    return True
 
 
 def local_time(stamp: str) -> str:
