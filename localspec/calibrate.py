@@ -14,18 +14,21 @@ import time
 from pathlib import Path
 
 from localspec.backend import Context
-from localspec.controller import K_LONG, K_MAX
+from localspec.controller import K_MAX
 from localspec.host import cpu_name
 from localspec.verify import SamplingParams
 
-# Every verify size the planner may choose: the curve is not a line (llama.cpp's
-# CPU kernels batch rows in fours, so 4 rows can cost less than 3), and a size
-# only interpolated is a size priced wrong until it happens to be tried.
+# Every verify size up to K_MAX + 1: the planner weighs each of them (the curve
+# is not a line: llama.cpp's CPU kernels batch rows in fours, so 4 rows can cost
+# less than 3), and a size only interpolated is priced wrong until tried.
 ROWS = tuple(range(1, K_MAX + 2))
-# Measured too where the curve is flat enough that long lookup drafts may pay:
-# a draft of K_MAX that is always right would beat plain decoding FLAT_ENOUGH times.
-LONG_ROWS = tuple(range(K_MAX + 2, K_LONG + 2))
-FLAT_ENOUGH = 1.5
+# Long lookup drafts are priced at a few sizes on every machine: whole 16-row
+# tiles of llama.cpp's repacked x86 kernels (16 rows can cost less than 12; 64
+# verify like a small prefill), which is where a long right copy is cheapest.
+TILE_ROWS = (16, 32, 64)
+# Between them, the halfway size, measured only where the sizes around it pay.
+FILL_ROWS = {12: (K_MAX + 1, 16), 24: (16, 32), 48: (32, 64)}
+PAYS = 1.1
 DRAFT_BATCH_ROWS = (1, 4, 8)  # catch-up batches of the draft model: a line through these
 KEEP = 64  # calibrations kept: a model file that changes (re-download, a test fixture) gets a new key
 PREFIX = 64  # positions already in the cache, like a short prompt
@@ -43,27 +46,31 @@ def _cache_file() -> Path:
     return cache_dir() / "calibration.json"
 
 
-def _key(ctx: Context, n_threads: int, n_gpu_layers: int) -> str:
+def _key(p: Path, n_threads: int, n_gpu_layers: int) -> str:
     # The CPU is part of the key: a home directory shared between machines (or
     # copied to a new one) must not price this CPU's steps with another's curve.
-    p = ctx.model.path
     st = p.stat()
     cpu = hashlib.sha256(cpu_name().encode()).hexdigest()[:8]
     return f"{p.name}:{st.st_size}:{int(st.st_mtime)}:t{n_threads}:ngl{n_gpu_layers}:cpu{cpu}"
 
 
-def _time_rows(ctx: Context, rows: tuple[int, ...], seed_tokens: list[int]) -> dict[int, float]:
+def seed_tokens(model) -> list[int]:
+    """Tokens to time decodes with: code, long enough for a prefix and 64 rows."""
+    return model.tokenize("def f(x):\n    return x * 2\n" * 20, add_special=False, parse_special=False) * 2
+
+
+def time_rows(ctx: Context, rows: tuple[int, ...], tokens: list[int], repeats: int = REPEATS) -> dict[int, float]:
     """Seconds to decode each row count after a short prefix, the best of
-    REPEATS: the least-disturbed measurement. The prefix is decoded once; the
+    `repeats`: the least-disturbed measurement. The prefix is decoded once; the
     repeats go round all sizes so a slow moment does not fall on one size."""
     prefix = _prefix(ctx, max(rows))
     ctx.truncate(0)
-    ctx.decode(seed_tokens[:prefix], logits="none")
+    ctx.decode(tokens[:prefix], logits="none")
     best = {n: float("inf") for n in rows}
-    for _ in range(REPEATS):
+    for _ in range(repeats):
         for n in rows:
             t = time.perf_counter()
-            ctx.decode(seed_tokens[prefix : prefix + n], logits="all")
+            ctx.decode(tokens[prefix : prefix + n], logits="all")
             best[n] = min(best[n], time.perf_counter() - t)
             ctx.truncate(prefix)
     ctx.truncate(0)
@@ -75,10 +82,25 @@ def _prefix(ctx: Context, rows: int) -> int:
     return max(1, min(PREFIX, ctx.n_ctx - rows))
 
 
-def _flat(entry: dict) -> bool:
-    """Whether K_MAX + 1 rows cost so little against one that longer drafts are worth pricing."""
-    one, most = entry.get("1"), entry.get(str(K_MAX + 1))
-    return bool(one and most) and (K_MAX + 1) / most > FLAT_ENOUGH / one
+def _could_pay(entry: dict, neighbours: tuple[int, int]) -> bool:
+    """Whether a size between two measured ones is worth measuring: a right
+    draft verified at either neighbour beats plain decoding by PAYS or more.
+    Where neither does, rows there cost about a single step each, and the
+    size between them is not worth its measurement."""
+    one = entry.get("1")
+    prices = {m: entry.get(str(m)) for m in neighbours}
+    return bool(one) and any(p and m * one > PAYS * p for m, p in prices.items())
+
+
+def _long_rows(entry: dict, most: int) -> tuple[int, ...]:
+    """The long sizes not yet in `entry` that calibration should measure now:
+    every tile that fits, then the fills that could pay (which needs the tiles)."""
+    missing = [n for n in TILE_ROWS if n <= most and str(n) not in entry]
+    if not missing:
+        missing = [
+            n for n, around in FILL_ROWS.items() if n <= most and str(n) not in entry and _could_pay(entry, around)
+        ]
+    return tuple(missing)
 
 
 def _covers(entry: dict | None, rows: tuple[int, ...]) -> bool:
@@ -117,11 +139,11 @@ def keys_for(
 ) -> dict[str, str]:
     # Verify costs and draft costs are different measurements even of one file
     # (a model drafting for itself), so the role is part of the key.
-    keys = {"target": "verify:" + _key(target, n_threads, ngl[0])}
+    keys = {"target": "verify:" + _key(target.model.path, n_threads, ngl[0])}
     if draft is not None:
-        keys["draft"] = "draft:" + _key(draft, n_threads, ngl[1])
+        keys["draft"] = "draft:" + _key(draft.model.path, n_threads, ngl[1])
     if mtp:
-        keys["mtp"] = "mtp:" + _key(target, n_threads, ngl[0])
+        keys["mtp"] = "mtp:" + _key(target.model.path, n_threads, ngl[0])
     return keys
 
 
@@ -148,15 +170,16 @@ def measure(target: Context, draft: Context | None, keys: dict[str, str], mtp=No
     """
     saved = _load()
     result: dict = {"draft_token_s": {}}
-    tokens = target.model.tokenize("def f(x):\n    return x * 2\n" * 20, add_special=False, parse_special=False) * 2
+    tokens = seed_tokens(target.model)
     if not _covers(saved.get(keys["target"]), ROWS):
-        saved[keys["target"]] = {str(n): s for n, s in _time_rows(target, ROWS, tokens).items()}
+        saved[keys["target"]] = {str(n): s for n, s in time_rows(target, ROWS, tokens).items()}
     entry = saved[keys["target"]]
-    if _flat(entry) and not _covers(entry, LONG_ROWS) and target.n_batch > K_LONG:
-        entry.update({str(n): s for n, s in _time_rows(target, LONG_ROWS, tokens).items()})
+    most = min(target.n_batch, target.n_ctx - 1)  # a verify batch and its prefix must fit
+    while rows := _long_rows(entry, most):
+        entry.update({str(n): s for n, s in time_rows(target, rows, tokens).items()})
     result["verify_s"] = {int(n): s for n, s in _touch(saved, keys["target"]).items()}
     timers = {
-        "draft": lambda: {str(n): s for n, s in _time_rows(draft, DRAFT_BATCH_ROWS, tokens).items()},
+        "draft": lambda: {str(n): s for n, s in time_rows(draft, DRAFT_BATCH_ROWS, tokens).items()},
         "mtp": lambda: {"1": _time_mtp_token(mtp, target, tokens)},
     }
     for name, timer in timers.items():
@@ -187,3 +210,9 @@ def remember(keys: dict[str, str], verify_s: dict[int, float], draft_token_s: di
             entry = saved.pop(keys[name], {})
             saved[keys[name]] = {**entry, "1": min(s, entry.get("1", s))}
     _save(saved)
+
+
+def cached_curve(path: Path, n_threads: int, n_gpu_layers: int) -> dict[int, float] | None:
+    """The verify curve calibration keeps for this file and settings, if it ran here."""
+    entry = _load().get("verify:" + _key(path, n_threads, n_gpu_layers))
+    return {int(n): s for n, s in entry.items()} if entry else None

@@ -22,17 +22,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
+import numpy as np
+
 from localspec.costs import CostModel, RunningMean
 from localspec.drafters import Drafter, StepPlan
 from localspec.events import StepEvent
 
 LOOKUP_BUCKETS = 6  # match lengths 2..5 apart, 6 and longer together
 K_MAX = 8  # a verify batch of 9 rows: beyond that a model drafter's long tail is rarely accepted
-# Lookup may go on to this where the machine's verify curve is flat (calibrate.py
-# then measures every size up to K_LONG + 1): a quoted block can be copied for
-# dozens of tokens, and where 9 rows cost about 3 decodes (a wide-vector CPU, a
-# GPU) a longer copy is worth more. Where they cost about 9, nothing is gained.
-K_LONG = 16
+# Lookup may go on to this where calibration measured the rows (calibrate.py
+# prices 16, 32 and 64 rows on every machine, and sizes between where a right
+# draft could pay): a quoted block can be copied for dozens of tokens, and on a
+# CPU the verify curve is not a line. llama.cpp's repacked x86 kernels work in
+# 16-row tiles, so 16 rows can cost less than 12, and 64 rows verify like a
+# small prefill, for far fewer than 64 single steps.
+K_LONG = 63
 # Lookup is scored every step it matches, used or not (LookupScores), so its
 # estimates can forget fast: a text that stops copying costs a few rejected
 # drafts before they stop, not eight or nine.
@@ -44,8 +48,16 @@ PROBE_BUDGET_STEPS = 4  # a probe may cost at most this many plain steps
 
 
 def lookup_cap(costs: CostModel) -> int:
-    """The longest lookup draft: K_LONG where every verify size up to it is measured, else K_MAX."""
-    return K_LONG if all(n in costs.verify_s for n in range(K_MAX + 2, K_LONG + 2)) else K_MAX
+    """The longest lookup draft: the longest whose verify size is measured, at least K_MAX."""
+    return max([K_MAX] + [n - 1 for n in costs.verify_s if n - 1 <= K_LONG])
+
+
+def draft_lengths(costs: CostModel, cap: int) -> list[int]:
+    """The draft lengths the planner weighs, up to `cap`: every one up to
+    K_MAX, and past it only those whose verify size was measured. Between two
+    measured sizes the curve is not a line (a size one row past a tile pays a
+    whole extra pass), so a length priced by interpolation is priced wrong."""
+    return [k for k in range(1, cap + 1) if k <= K_MAX or k + 1 in costs.verify_s]
 
 
 def lookup_bucket(match_n: int) -> int:
@@ -63,11 +75,15 @@ class Acceptance:
         return self.rates[min(i, len(self.rates) - 1)].value
 
     def expected_tokens(self, k: int) -> float:
-        total, run = 1.0, 1.0
-        for i in range(k):
+        return self.expected(k)[k]
+
+    def expected(self, k_cap: int) -> list[float]:
+        """E[tokens](k) for k = 0..k_cap."""
+        out, run = [1.0], 1.0
+        for i in range(k_cap):
             run *= self.at(i)
-            total += run
-        return total
+            out.append(out[-1] + run)
+        return out
 
     def record(self, drafted: int, accepted: int) -> None:
         # Position i was reached iff i < drafted and all before it were accepted.
@@ -90,25 +106,35 @@ class Survival:
     first. (The per-position conditional rates of `Acceptance` learn a deep
     position only when every earlier one was accepted: in a text of short
     matches those stay at whatever a copying text taught them, and long
-    drafts keep being tried.)
+    drafts keep being tried.) The K_LONG running means are kept as arrays: a
+    disagreement at position i updates every S_j from i on, and a step
+    scores several proposals.
     """
 
     def __init__(self, p: float, decay: float = LOOKUP_DECAY):
-        # Prior: each further token agrees with chance p.
-        self.s = [RunningMean(p ** (i + 1), prior_weight=2.0, decay=decay) for i in range(K_LONG)]
+        # Prior: each further token agrees with chance p, weighted as two observations.
+        self.decay = decay
+        self.weight = np.full(K_LONG, 2.0)
+        self.total = p ** np.arange(1, K_LONG + 1) * self.weight
 
     def expected_tokens(self, k: int) -> float:
-        return 1.0 + sum(self.s[i].value for i in range(min(k, K_LONG)))
+        return self.expected(k)[k]
 
-    def observe(self, i: int, agreed: bool) -> None:
-        """Position i (0-based) of a proposal was decided: agreement means it
-        agrees on at least i + 1 tokens; a disagreement ends it there."""
-        if agreed:
-            if i < K_LONG:
-                self.s[i].add(1.0)
-        else:
-            for j in range(i, K_LONG):
-                self.s[j].add(0.0)
+    def expected(self, k_cap: int) -> list[float]:
+        """E[tokens](k) for k = 0..k_cap (k_cap at most K_LONG)."""
+        s = self.total[:k_cap] / self.weight[:k_cap]
+        return [1.0, *(1.0 + np.cumsum(s)).tolist()]
+
+    def observe(self, start: int, agreed: int, ended: bool) -> None:
+        """Positions start..agreed-1 (0-based) of a proposal were decided and
+        agree with the text; if `ended`, position `agreed` disagrees, which
+        ends the proposal there (it agrees on no more than `agreed` tokens)."""
+        a, b = min(start, K_LONG), min(agreed, K_LONG)
+        self.total[a:b] = self.total[a:b] * self.decay + 1.0
+        self.weight[a:b] = self.weight[a:b] * self.decay + 1.0
+        if ended:
+            self.total[b:] *= self.decay
+            self.weight[b:] = self.weight[b:] * self.decay + 1.0
 
 
 @dataclass
@@ -130,46 +156,54 @@ class LookupScores:
     match therefore teaches the planner, also while it decodes plainly: a text
     that stops copying (or starts) shows within a step or two, and lookup
     never needs a probe.
+
+    `run` is the longest agreement among the proposals the latest resolve
+    decided (0 in a new reply): how long the text has just been copying.
     """
 
     def __init__(self) -> None:
         # (position of the proposal's first token, proposal, acceptance key, positions scored)
         self._pending: list[tuple[int, list[int], str, int]] = []
         self._context: Sequence[int] | None = None  # the growing token list the proposals were made on
+        self.run = 0
 
     def propose(self, context: Sequence[int], tokens: list[int], key: str) -> None:
         if context is not self._context:
             # A new reply (or other history): proposals made on the old one mean nothing here.
-            self._pending, self._context = [], context
+            self._pending, self._context, self.run = [], context, 0
         self._pending.append((len(context), tokens, key, 0))
 
-    def resolve(self, context: Sequence[int]) -> list[tuple[str, int, bool]]:
-        """(acceptance key, draft position, accepted) for every position the text
-        has decided since the last call. A position counts once its token is
-        known, so agreement is learned a step after it happens, not only when
-        the whole proposal has come true."""
+    def resolve(self, context: Sequence[int]) -> list[tuple[str, int, int, bool]]:
+        """(acceptance key, start, agreed, ended) for every proposal the text
+        has decided more of since the last call: its positions start..agreed-1
+        agree, and if `ended` position `agreed` does not. A position counts
+        once its token is known, so agreement is learned a step after it
+        happens, not only when the whole proposal has come true."""
         if context is not self._context:
-            self._pending, self._context = [], None
+            self._pending, self._context, self.run = [], None, 0
             return []
         out, still = [], []
         for pos, tokens, key, scored in self._pending:
             known = min(len(tokens), len(context) - pos)
             i = scored
             while i < known and context[pos + i] == tokens[i]:
-                out.append((key, i, True))
                 i += 1
-            if i < known:
-                out.append((key, i, False))  # the first disagreement ends the draft
-            elif i < len(tokens):
+            ended = i < known  # the first disagreement ends the draft
+            if i > scored or ended:
+                out.append((key, scored, i, ended))
+            if not ended and i < len(tokens):
                 still.append((pos, tokens, key, i))
         self._pending = still
+        if out:
+            self.run = max(agreed for _, _, agreed, _ in out)
         return out
 
 
 def best_k(name: str, acc: Acceptance | Survival, costs: CostModel, k_cap: int, behind: int = 1) -> Choice:
     best = Choice("none", 0, 1.0 / costs.verify(1))
-    for k in range(1, k_cap + 1):
-        rate = acc.expected_tokens(k) / (costs.draft(name, k, behind) + costs.verify(k + 1))
+    expected = acc.expected(k_cap)
+    for k in draft_lengths(costs, k_cap):
+        rate = expected[k] / (costs.draft(name, k, behind) + costs.verify(k + 1))
         if rate > best.rate:
             best = Choice(name, k, rate)
     return best
@@ -280,7 +314,11 @@ class Planner:
             # The proposal is free to compute: only its length is in question.
             if not self._lookup_available:
                 return Choice("none", 0, 0.0)
-            cap = min(self._lookup_available, limit)
+            # Past K_MAX a draft may be at most twice as long as the text has
+            # just been copying (slow start): a long verify that fails costs
+            # dozens of steps (64 rows ~ 24 on a 2-core Zen 4), and acceptance
+            # learned on one text says little about the next one's long tail.
+            cap = min(self._lookup_available, limit, max(K_MAX, 2 * self.lookup_scores.run + 1))
             return best_k(name, self._lookup_acceptance(self._lookup_match_n), self.costs, cap)
         behind = self.drafters[name].behind(context)
         return best_k(name, self.acceptance[name], self.costs, min(limit, K_MAX), behind)
@@ -293,8 +331,8 @@ class Planner:
 
     def _score_lookup(self, context: Sequence[int]) -> None:
         """Learn from the proposals the text has now decided; make this step's."""
-        for key, position, accepted in self.lookup_scores.resolve(context):
-            self.acceptance[key].observe(position, accepted)
+        for key, start, agreed, ended in self.lookup_scores.resolve(context):
+            self.acceptance[key].observe(start, agreed, ended)
         if self.lookup is None:
             self._lookup_available = 0
             return

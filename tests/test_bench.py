@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 
 import pytest
 
@@ -12,6 +14,7 @@ from localspec.bench import aggregate, modes, prompts, report, runner
 from localspec.cli import main
 from localspec.controller import K_MAX
 from localspec.errors import LocalspecError
+from test_calibrate import priced_sizes
 
 
 def rec(prompt_id, mode, *, tokens=10, gen_s=1.0, steps=10, drafted=0, accepted=0, zero=0, drafting=0, cat="c"):
@@ -170,6 +173,23 @@ def test_json_only_writes_results_and_prints_the_summary(tmp_path, capsys):
     assert saved["meta"]["interrupted"] and saved["meta"]["prompts_done"] == 1  # 1 of the 2 planned
 
 
+def test_without_matplotlib_bench_says_so_before_measuring(tmp_path):
+    # matplotlib is the [bench] extra: hidden here as if `pip install localspec` had left it out.
+    saved = tmp_path / "results.json"
+    saved.write_text(json.dumps({"meta": {"settings": {"prompts": 1}, "notes": []}, "runs": [rec("a", "plain")]}))
+    code = "import sys; sys.modules['matplotlib'] = None; from localspec.cli import main; sys.exit(main(sys.argv[1:]))"
+    for args in (["--from-json", str(saved)], ["--target", "/no/model/needed.gguf"]):
+        proc = subprocess.run([sys.executable, "-c", code, "bench", *args], capture_output=True, text=True)
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.strip().splitlines() == [
+            "localspec: error: localspec bench draws its plot with matplotlib, which is not installed: "
+            "pip install 'localspec[bench]' (or give --json-only)"
+        ]
+    proc = subprocess.run([sys.executable, "-c", code, "bench", "--from-json", str(saved), "--json-only"],
+                          capture_output=True, text=True)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+
+
 # --- modes and prompts -----------------------------------------------------
 
 
@@ -280,8 +300,8 @@ def test_bench_smoke_on_smollm2(smollm2_path, tmp_path, capsys):
     from localspec import calibrate
 
     calibrated = costs["calibrated"]["verify_s"]
-    long_rows = list(calibrate.LONG_ROWS) if calibrate._flat({str(n): v for n, v in calibrated.items()}) else []
-    assert sorted(int(n) for n in calibrated) == list(range(1, K_MAX + 2)) + long_rows
+    assert sorted(int(n) for n in calibrated) == priced_sizes({int(n): s for n, s in calibrated.items()}, 512)
+    assert {16, 32, 64} <= {int(n) for n in calibrated} and K_MAX + 1 in {int(n) for n in calibrated}
     assert all(s > 0 for s in costs["end_of_run"]["verify_s"].values())
     assert "## Costs measured in this run" in md and "Draft model:" in md
     # Plain runs carry their prompt's tokens and the costs learned on it, from

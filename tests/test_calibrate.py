@@ -27,10 +27,21 @@ def test_cache_keeps_the_least_disturbed_figure_and_the_newest_entries(tmp_path,
     assert "verify:a" in saved and "verify:f0" not in saved and f"verify:f{calibrate.KEEP + 9}" in saved
 
 
+def priced_sizes(verify_s: dict, most: int) -> list[int]:
+    """The sizes calibration should have measured, given what it measured:
+    1..K_MAX+1, the tiles that fit in `most` rows, and the fills between
+    them where the sizes around pay."""
+    entry = {str(n): s for n, s in verify_s.items()}
+    tiles = [n for n in calibrate.TILE_ROWS if n <= most]
+    fills = [n for n, around in calibrate.FILL_ROWS.items() if n <= most and calibrate._could_pay(entry, around)]
+    return sorted([*calibrate.ROWS, *tiles, *fills])
+
+
 def test_calibration_prices_every_size_the_planner_can_choose(tmp_path, monkeypatch, smollm2_path):
     """On a real model: every verify size 1..K_MAX+1 is measured (none
-    interpolated), the draft model's catch-up batches too, and an entry of an
-    older version that measured fewer sizes is measured again."""
+    interpolated), the long tiles and the fills that can pay, the draft
+    model's catch-up batches too, and an entry of an older version that
+    measured fewer sizes is measured again."""
     from localspec.backend import Context, Model
     from localspec.controller import K_MAX
 
@@ -44,9 +55,9 @@ def test_calibration_prices_every_size_the_planner_can_choose(tmp_path, monkeypa
     (tmp_path / "models" / "calibration.json").write_text(json.dumps(stale))
 
     m = calibrate.measure(target, draft, keys)
-    flat = calibrate._flat({str(n): v for n, v in m["verify_s"].items()})
-    assert sorted(m["verify_s"]) == list(calibrate.ROWS) + (list(calibrate.LONG_ROWS) if flat else [])
+    assert sorted(m["verify_s"]) == priced_sizes(m["verify_s"], most=255)
     assert calibrate.ROWS == tuple(range(1, K_MAX + 2))
+    assert {16, 32, 64} <= set(m["verify_s"])  # the long tiles, on every machine
     assert all(0 < s < 0.5 for s in m["verify_s"].values()), "the stale entry was served"
     assert sorted(m["draft_batch_s"]) == list(calibrate.DRAFT_BATCH_ROWS)
     assert m["draft_token_s"]["draft"] == m["draft_batch_s"][1]

@@ -239,13 +239,13 @@ def test_lookup_proposals_are_scored_against_the_text_that_follows():
     scores.propose(context, [5, 6, 7], "lookup4")
     assert scores.resolve(context) == []  # nothing known yet
     context += [5, 6]
-    assert scores.resolve(context) == [("lookup4", 0, True), ("lookup4", 1, True)]
+    assert scores.resolve(context) == [("lookup4", 0, 2, False)]  # positions 0 and 1 agree
     context.append(9)
-    assert scores.resolve(context) == [("lookup4", 2, False)]
+    assert scores.resolve(context) == [("lookup4", 2, 2, True)]  # position 2 does not
     scores.propose(context, [1, 1], "lookup2")
     scores.propose(context, [7, 1], "lookup5")
     context += [1, 1, 4]
-    assert scores.resolve(context) == [("lookup2", 0, True), ("lookup2", 1, True), ("lookup5", 0, False)]
+    assert scores.resolve(context) == [("lookup2", 0, 2, False), ("lookup5", 0, 0, True)]
     assert scores.resolve(context) == []  # each position counts once
     scores.propose(context, [8], "lookup3")
     assert scores.resolve([1, 2, 3, 5, 6, 9, 1, 1, 4, 8]) == []  # another reply: dropped
@@ -253,8 +253,7 @@ def test_lookup_proposals_are_scored_against_the_text_that_follows():
 
 def observe_proposal(s: Survival, agree: int) -> None:
     """Score one K_MAX-token proposal that agrees with the text on its first `agree` tokens."""
-    for i in range(min(agree + 1, K_MAX)):
-        s.observe(i, i < agree)
+    s.observe(0, min(agree, K_MAX), agree < K_MAX)
 
 
 def test_lookup_survival_learns_every_depth_from_every_proposal():
@@ -370,33 +369,100 @@ def test_a_new_drafter_needs_no_planner_edits():
 
 # The Xeon's shape (AVX-512 VNNI, 2 cores): 1 row 65 ms, 4 rows 103 ms, 9 rows 202 ms, rising ~20 ms a row.
 FLAT_CURVE = {n: 0.065 + 0.0155 * (n - 1) for n in range(1, 18)}
+# The Zen 4 EPYC's (issue 26): n rows cost nearly n steps up to 12, then 16 rows
+# less than 12 (a full tile of llama.cpp's x86 Q4_K gemm), 32 and 64 cheaper still per row.
+ZEN4_CURVE = {1: 0.030, 2: 0.054, 3: 0.075, 4: 0.095, 5: 0.114, 6: 0.14, 7: 0.17, 8: 0.214, 9: 0.228,
+              12: 0.262, 16: 0.255, 24: 0.379, 32: 0.423, 48: 0.594, 64: 0.739}  # fmt: skip
 
 
-def test_long_lookup_drafts_only_where_every_long_size_is_measured():
-    from localspec.controller import K_LONG, lookup_cap
+def test_lookup_drafts_as_long_as_the_longest_measured_size():
+    from localspec.controller import K_LONG, draft_lengths, lookup_cap
 
     assert lookup_cap(curve_costs(CPU_CURVE)) == K_MAX
-    assert lookup_cap(curve_costs({n: v for n, v in FLAT_CURVE.items() if n != 13})) == K_MAX
-    assert lookup_cap(curve_costs(FLAT_CURVE)) == K_LONG
+    assert lookup_cap(curve_costs(FLAT_CURVE)) == 16
+    assert lookup_cap(curve_costs(ZEN4_CURVE)) == K_LONG == 63
+    # Past K_MAX only the measured sizes are choices: between them the curve is not a line.
+    assert draft_lengths(curve_costs(ZEN4_CURVE), 63) == list(range(1, 9)) + [11, 15, 23, 31, 47, 63]
+    assert draft_lengths(curve_costs(ZEN4_CURVE), 20) == list(range(1, 9)) + [11, 15]
 
 
-def test_a_long_copy_on_a_flat_curve_drafts_past_k_max():
+def copy_run(curve: dict[int, float], n_steps: int = 40) -> list[int]:
+    """Draft lengths the planner picks over a text that copies its past exactly."""
     truth = list(range(10_000))
     lookup = ScriptedLookup(truth)
-    planner = Rig(curve_costs(FLAT_CURVE), {"lookup": lookup}, lookup).planner
+    planner = Rig(curve_costs(curve), {"lookup": lookup}, lookup).planner
     context = truth[:10]
     ks = []
-    for _ in range(40):
+    for _ in range(n_steps):
         method, _, k, _ = planner.plan(context)
         draft = lookup.propose(context, k, None, None).tokens if method == "lookup" else []
         context.extend(truth[len(context) : len(context) + len(draft) + 1])
-        planner.record(step(method, len(draft), len(draft), FLAT_CURVE[len(draft) + 1]))
+        planner.record(step(method, len(draft), len(draft), curve[len(draft) + 1]))
         ks.append(len(draft))
-    assert max(ks[-10:]) > K_MAX
+    return ks
 
 
-def test_calibration_prices_long_rows_only_on_a_flat_curve():
+def test_a_long_copy_on_a_flat_curve_drafts_past_k_max():
+    assert max(copy_run(FLAT_CURVE)[-10:]) > K_MAX
+
+
+def test_a_long_copy_on_a_curve_flat_at_16_drafts_whole_tiles():
+    """Where 9 rows cost 7.6 steps, a long right copy is worth a 64-row verify
+    (24.6 steps for 64 tokens): the planner drafts 63, not 8, and never a
+    length whose size was not measured."""
+    ks = copy_run(ZEN4_CURVE)
+    assert all(k <= K_MAX or k + 1 in ZEN4_CURVE for k in ks)
+    assert ks[-10:] == [63] * 10
+
+
+def test_after_a_long_copy_a_new_reply_starts_with_short_drafts():
+    """Acceptance learned while copying says little about the next text: a
+    long draft must follow a long agreement in this reply (slow start), so a
+    reply whose matches are wrong never pays for a 64-row verify."""
+    truth = list(range(10_000))
+    lookup = ScriptedLookup(truth)
+    planner = Rig(curve_costs(ZEN4_CURVE), {"lookup": lookup}, lookup).planner
+
+    def reply(copying: bool, n_steps: int) -> list[int]:
+        lookup.copying = copying
+        context, ks = truth[:10], []  # a new list: a new reply
+        for _ in range(n_steps):
+            method, _, k, _ = planner.plan(context)
+            draft = lookup.propose(context, k, None, None).tokens if method == "lookup" else []
+            accepted = 0
+            while accepted < len(draft) and draft[accepted] == truth[len(context) + accepted]:
+                accepted += 1
+            context.extend(truth[len(context) : len(context) + accepted + 1])
+            planner.record(step(method, len(draft), accepted, ZEN4_CURVE[len(draft) + 1]))
+            ks.append(len(draft))
+        return ks
+
+    copied = reply(True, 30)
+    assert copied[-1] == 63 and max(copied[:2]) <= K_MAX  # it ramped up, from short drafts
+    wrong = reply(False, 20)
+    assert max(wrong) <= K_MAX
+    assert sum(ZEN4_CURVE[k + 1] for k in wrong) < 2 * 20 * ZEN4_CURVE[1]
+
+
+def test_a_short_right_copy_on_the_zen4_curve_takes_a_whole_tile():
+    """A 15-token proposal that is always right: 16 rows for 8.5 steps beat any
+    shorter draft (12 rows cost more than 16). With 14 it takes the longest
+    measured size that fits, 12 rows, never an unmeasured 13 or 14."""
+    from localspec.controller import Survival, best_k
+
+    sure = Survival(0.999)
+    assert best_k("lookup", sure, curve_costs(ZEN4_CURVE), 15).k == 15
+    assert best_k("lookup", sure, curve_costs(ZEN4_CURVE), 14).k == 11
+
+
+def test_calibration_fills_in_a_long_size_only_where_a_right_draft_could_pay():
     from localspec import calibrate
 
-    assert calibrate._flat({"1": 0.065, "9": 0.202})  # 9 rows for 3.1 decodes
-    assert not calibrate._flat({"1": 0.037, "9": 0.340})  # 9 rows for 9.2 decodes (the EPYC)
+    entry = {str(n): s for n, s in ZEN4_CURVE.items() if n <= 9}
+    assert calibrate._long_rows(entry, 512) == (16, 32, 64)  # the tiles first, on every machine
+    assert calibrate._long_rows(entry, 40) == (16, 32)  # what a batch and context can hold
+    entry.update({"16": 0.255, "32": 0.423, "64": 0.739})
+    assert calibrate._long_rows(entry, 512) == (12, 24, 48)
+    # Where every row costs a step, a 12-row verify cannot pay at 9 rows' price.
+    steep = {str(n): 0.03 * n for n in (*range(1, 10), 16, 32, 64)}
+    assert calibrate._long_rows(steep, 512) == ()

@@ -11,7 +11,8 @@ import pytest
 
 from localspec import fetch
 from localspec.errors import LocalspecError
-from localspec.registry import ModelSpec, Source, ensure_local
+from localspec.registry import ModelSpec, Source
+from localspec.resolve import ensure_local
 
 PAYLOAD = b"GGUF" + bytes(range(256)) * 40
 PARTS = [PAYLOAD[:3000], PAYLOAD[3000:7000], PAYLOAD[7000:]]

@@ -6,7 +6,7 @@ import pytest
 
 from localspec.errors import LocalspecError
 from localspec.gguf_info import read_gguf_info
-from localspec.registry import ensure_local, resolve_model
+from localspec.resolve import ensure_local, resolve_model
 
 
 @pytest.fixture(scope="module")

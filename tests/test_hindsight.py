@@ -40,21 +40,23 @@ def test_rows_that_cost_no_more_than_one_take_the_longest_drafts():
     free = lambda n: 1.0  # noqa: E731
     n = 20
     agree = [n - 1 - i for i in range(n)]  # the whole rest of the text is proposed everywhere
-    assert hindsight.fastest_seconds(agree, free, k_max=4) == math.ceil(n / 5)
+    assert hindsight.fastest_seconds(agree, free, lengths=range(1, 5)) == math.ceil(n / 5)
     # When rows cost what decodes cost, drafting never pays, however right it is.
-    assert math.isclose(hindsight.fastest_seconds(agree, plain_cost, k_max=4), n * 0.07)
+    assert math.isclose(hindsight.fastest_seconds(agree, plain_cost, lengths=range(1, 5)), n * 0.07)
 
 
-def brute_force(agree, verify, draft, k_max):
+def brute_force(agree, verify, draft, lengths):
     """Every way of cutting the text into steps, each step's k checked against what may be drafted."""
     n = len(agree)
     best = math.inf
-    for cuts in itertools.product(range(k_max + 1), repeat=n):
+    for cuts in itertools.product([0, *lengths], repeat=n):
         i, total = 0, 0.0
         for k in cuts:
             if i >= n:
                 break
-            k = min(k, n - 1 - i)
+            if k > n - 1 - i:
+                total = math.inf  # a length that does not fit is not a choice
+                break
             uncovered = k - agree[i]
             if uncovered > 0 and draft is None:
                 total = math.inf
@@ -65,19 +67,21 @@ def brute_force(agree, verify, draft, k_max):
     return best
 
 
+@pytest.mark.parametrize("lengths", [(1, 2, 3), (1, 3), (2,)])
 @pytest.mark.parametrize("seed", range(6))
-def test_shortest_path_is_the_cheapest_cutting(seed):
+def test_shortest_path_is_the_cheapest_cutting(seed, lengths):
     rng = random.Random(seed)
-    n, k_max = 7, 3
+    n = 7
     agree = [min(rng.choice([0, 0, 1, 2, 3]), n - 1 - i) for i in range(n)]
     curve = {1: 1.0, 2: 1.4, 3: 1.7, 4: 1.75}
     verify = curve.__getitem__
     draft = lambda k: 0.3 * k  # noqa: E731
     for d in (None, draft):
-        assert math.isclose(hindsight.fastest_seconds(agree, verify, d, k_max), brute_force(agree, verify, d, k_max))
+        got = hindsight.fastest_seconds(agree, verify, d, lengths)
+        assert math.isclose(got, brute_force(agree, verify, d, lengths))
     # A draft model that is never wrong can only help.
-    with_model = hindsight.fastest_seconds(agree, verify, draft, k_max)
-    assert with_model <= hindsight.fastest_seconds(agree, verify, None, k_max)
+    with_model = hindsight.fastest_seconds(agree, verify, draft, lengths)
+    assert with_model <= hindsight.fastest_seconds(agree, verify, None, lengths)
 
 
 def test_by_category_uses_each_prompts_plain_text_and_pools_overall():
@@ -130,7 +134,7 @@ CURVE = {1: 1.0, 2: 1.4, 3: 1.75, 4: 1.85, 5: 2.6}.__getitem__
 
 
 def priced(texts):
-    return [hindsight.PricedText(t, CURVE) for t in texts]
+    return [hindsight.PricedText(t, CURVE, range(1, 5)) for t in texts]
 
 
 def rule_speedup(texts, rule):
@@ -150,11 +154,11 @@ def test_a_rule_is_priced_step_by_step():
 def test_best_rule_lies_between_plain_decoding_and_hindsight(seed):
     rng = random.Random(seed)
     texts = [random_proposals(rng, 40) for _ in range(3)]
-    rule = hindsight.best_rule(priced(texts), k_max=4)
+    rule = hindsight.best_rule(priced(texts))
     got = rule_speedup(texts, rule)
     assert got >= 1.0 - 1e-12  # the search starts at plain decoding
     foresight = geometric_mean(
-        hindsight.speedup(hindsight.fastest_seconds([p.agreement for p in t], CURVE, k_max=4), len(t), CURVE)
+        hindsight.speedup(hindsight.fastest_seconds([p.agreement for p in t], CURVE, lengths=range(1, 5)), len(t), CURVE)
         for t in texts
     )
     assert got <= foresight + 1e-12
@@ -166,7 +170,7 @@ def test_best_rule_lies_between_plain_decoding_and_hindsight(seed):
 
 def test_best_rule_drafts_only_behind_the_matches_that_hold():
     always = [hindsight.Proposal(6, 4, 4), hindsight.Proposal(2, 4, 0)] * 20
-    rule = hindsight.best_rule(priced([always]), k_max=4)
+    rule = hindsight.best_rule(priced([always]))
     assert rule[2] == 0 and rule[6] > 0
 
 

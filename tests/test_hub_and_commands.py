@@ -143,3 +143,24 @@ def test_models_and_doctor_json(tmp_path, smollm2_path):
     assert build["features"] and build["compiler"]
     # make's install built it for this machine (localspec/llama_build.py), and the suite's models ran on it.
     assert build["matches_this_machine"] and not build["amx_crash_risk"]
+
+
+def test_doctor_shows_the_verify_curve_calibration_measured(tmp_path, smollm2_path):
+    """doctor measures nothing: the curve line appears once a run has calibrated the default target here."""
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "models.toml").write_text('default_pair = "smollm2-self"\n')
+    env = dict(os.environ, LOCALSPEC_CONFIG_DIR=str(config), LOCALSPEC_CACHE_DIR=str(Path(smollm2_path).parent),
+               LOCALSPEC_CALIBRATION_FILE=str(tmp_path / "calibration.json"))  # fmt: skip
+
+    def doctor() -> str:
+        proc = subprocess.run([sys.executable, "-m", "localspec", "doctor"], capture_output=True, text=True, env=env, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+
+    assert "verify curve" not in doctor()
+    run = subprocess.run([sys.executable, "-m", "localspec", "run", "--method", "none", "--prompt", "Hi", "--max-tokens", "2"],
+                         capture_output=True, text=True, env=env, timeout=300)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    line = next(x for x in doctor().splitlines() if x.startswith("verify curve of smollm2-135m here: 1 row "))
+    assert "16 rows" in line and "64 rows" in line and "a right draft pays at most" in line

@@ -75,6 +75,28 @@ def test_smollm2_speculative_equals_plain(smollm2_self, method):
         assert spec.counters.steps <= plain.counters.steps
 
 
+COPY_PROMPT = (
+    "Repeat the following text exactly, word for word, then stop:\n\n"
+    "The committee met on Tuesday to review the budget for the coming year. After a long discussion "
+    "of the costs of the new library wing, the members agreed to delay the vote until the architects "
+    "had sent their revised drawings, and to ask the treasurer for a second estimate of the heating bill."
+)
+
+
+@pytest.mark.parametrize("draft_max", [15, 31, 63])
+def test_smollm2_long_lookup_drafts_equal_plain(smollm2_self, draft_max):
+    """Lookup drafts of 15 to 63 tokens, the lengths a machine whose curve is
+    cheap at 16, 32 and 64 rows verifies: the output is plain decoding's, and
+    long drafts were verified and kept."""
+    smollm2_self.draft_max = draft_max
+    plain = generate(smollm2_self, "none", COPY_PROMPT, 96)
+    spec = generate(smollm2_self, "lookup", COPY_PROMPT, 96)
+    smollm2_self.draft_max = 5
+    assert_lossless(plain, spec, TIE_MARGIN)
+    kept = spec.counters.accepted_at
+    assert len(spec.counters.drafted_at) >= 15 and kept[14] > 0, "no draft was kept to its 15th token"
+
+
 @pytest.fixture(scope="module")
 def qwen_pair(qwen_target_path, qwen_draft_path):
     engine = load_engine("qwen2.5-coder-1.5b", "qwen2.5-coder-0.5b", method="draft", draft_max=4)

@@ -6,12 +6,8 @@ from pathlib import Path
 import pytest
 
 from localspec.errors import LocalspecError
-from localspec.registry import (
-    DEFAULT_N_CTX,
-    load_registry,
-    resolve_model,
-    resolve_pair,
-)
+from localspec.registry import DEFAULT_N_CTX, load_registry, resolve_pair
+from localspec.resolve import resolve_model
 
 SHA = "ab" * 32
 

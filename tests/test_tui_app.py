@@ -261,3 +261,19 @@ async def test_a_burst_of_keys_is_sent_whole():
         await reply_done(pilot)
         assert engine.calls == [[{"role": "user", "content": text}]]
         assert engine.draft_max == 4
+
+
+def test_the_panel_groups_positions_past_eight():
+    """Long lookup drafts reach position 63: one panel row per position up to
+    8, then the share kept of the drafted tokens in 9-16, 17-32, 33-64."""
+    from localspec.events import Counters
+    from tui.stats import position_rows
+
+    c = Counters()
+    c.record_step(20, 20)  # a 20-token draft kept whole
+    c.record_step(20, 10)  # one kept to its 10th token
+    rows = position_rows(c)
+    assert [label for label, _ in rows] == [str(i) for i in range(1, 9)] + ["9-16", "17-32"]
+    assert rows[0][1] == 1.0
+    assert rows[8][1] == pytest.approx((8 + 2) / 16)  # positions 9..16: 8 of 8 kept, then 2 of 8
+    assert rows[9][1] == pytest.approx(0.5)  # 17..20: the first draft's 4 kept, the second's 4 not

@@ -66,6 +66,14 @@ async def test_plus_and_minus_set_the_most_auto_may_draft():
         engine.auto_ceiling = 16  # a machine whose verify curve is flat lets lookup draft longer
         await pilot.press(*["plus"] * 20)
         assert engine.auto_limit == 16 and "auto ≤ 16" in text_of(app, "#setting")
+        # Past 8 the keys step through the lengths whose verify size was measured.
+        engine.auto_ceiling, engine.long_lengths = 63, (15, 31, 63)
+        await pilot.press("plus")
+        assert engine.auto_limit == 31
+        await pilot.press("plus", "plus")
+        assert engine.auto_limit == 63 and "auto ≤ 63" in text_of(app, "#setting")
+        await pilot.press("minus", "minus", "minus")
+        assert engine.auto_limit == 8
 
 
 @async_test

@@ -39,6 +39,7 @@ class ScriptedEngine:
     auto_draft: bool = False
     auto_limit: int = 8
     auto_ceiling: int = 8  # the longest draft the planner could pick (Engine.auto_ceiling)
+    long_lengths: tuple[int, ...] = ()  # lengths past 8 it could pick (measured verify sizes less one)
     plain_tokens_per_s: float | None = 10.0
     n_ctx: int = 4096
     warnings: list[str] = field(default_factory=list)
@@ -74,6 +75,13 @@ class ScriptedEngine:
         self.continuations.append((continuation, cut))
         script = self.replies[min(len(self.calls) - 1, len(self.replies) - 1)]
         return ScriptedGeneration(self, script, cancel or threading.Event())
+
+    @property
+    def auto_limits(self) -> list[int]:
+        """As Engine.auto_limits: 0, every length up to 8 (or the ceiling), then the long ones."""
+        return [k for k in range(self.auto_ceiling + 1) if k <= 8 or not self.long_lengths] + [
+            k for k in self.long_lengths if k <= self.auto_ceiling
+        ]
 
     def close(self) -> None:
         self.closed = True

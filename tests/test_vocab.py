@@ -8,7 +8,8 @@ import pytest
 from localspec.errors import LocalspecError
 from localspec.fetch import cached_path
 from localspec.gguf_info import read_gguf_info
-from localspec.registry import ensure_local, load_registry, resolve_model
+from localspec.registry import load_registry
+from localspec.resolve import ensure_local, resolve_model
 from localspec.vocab import VocabInfo, check_compatible, incompatibility, vocab_from_metadata
 
 
@@ -112,7 +113,7 @@ def test_qwen_and_smollm2_are_not(smollm2, smol_vocab):
 
 @pytest.mark.qwen
 def test_models_inventory_offers_only_smaller_compatible_drafts(tmp_path, monkeypatch):
-    from localspec.commands.models import inventory
+    from localspec.inventory import inventory
 
     for name in ("qwen2.5-coder-1.5b", "qwen2.5-coder-0.5b"):
         qwen_file(name)

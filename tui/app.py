@@ -10,21 +10,24 @@ work per second is then bounded whatever the engine's speed, and on a CPU
 whose cores llama.cpp's threads keep busy every ms of it is a ms taken from
 decoding. `_engine_lock` is held by whoever uses the engine (a generation,
 a swap, the shutdown), so the engine is never closed under a step in progress.
+
+What crosses between the threads (the feed, the loader) is tui.engine_thread's;
+the key plumbing (ids, remaps, help, palette) is tui.keys's KeyedApp; what
+each key does is ChatApp's own, in its last section.
 """
 
 from __future__ import annotations
 
-import gc
+import re
 import threading
 import time
 import traceback
-from collections import deque
-from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from textual import work
-from textual.app import App, ComposeResult
+from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Header, Label, ProgressBar
@@ -33,77 +36,32 @@ from localspec.errors import LocalspecError
 from localspec.events import StepEvent
 from localspec.generate import GenerateOptions
 from localspec.verify import SamplingParams
-from tui.actions import ChatActions
+from tui.engine_thread import Loader, StepFeed, heap_frozen, load_with_engine
 from tui.footer import KeyFooter
-from tui.keymap import load_keymap
+from tui.keys import KeyedApp
 from tui.messages import EngineReady, LoadFailed, LoadProgress, ReplyDone, ReplyFailed, TooLong, WindowMoved
 from tui.pairs import LoadRequest, PairChoice, pair_choices
 from tui.prompt import Prompt
-from tui.overflow import OverflowActions
-from tui.reply import Notice, ReplyView, SystemNote, UserMessage
+from tui.reply import MemoryMark, Notice, ReplyView, SystemNote, UserMessage
 from tui.screen import ChatScreen
+from tui.screens import ExportScreen, HistoryScreen, PairPickerScreen, SettingsScreen
 from tui.stats import StatsPanel
-from tui.store import ChatSettings, ChatStore, Conversation, title_for
-from tui.window import Turn, choose
+from tui.store import ChatSettings, ChatStore, Conversation, title_for, to_markdown
+from tui.window import ROLLING, Turn, choose
 
 if TYPE_CHECKING:
     from localspec.engine import Engine
 
-Progress = Callable[[str, float], None]
-Loader = Callable[[LoadRequest, Progress], "Engine"]
 STAGES = {"fetch": "fetching", "load": "loading", "calibrate": "measuring decode speed"}
+MAX_DRAFT = 16
 
 
-class StepFeed:
-    """Steps on their way from the engine thread to the UI thread.
-
-    deque.append and popleft are atomic, so the engine appends without a
-    lock or a wake-up, and the UI takes what is there when its timer fires.
-    """
-
-    def __init__(self) -> None:
-        self._steps: deque[StepEvent] = deque()
-        self.put = self._steps.append
-
-    def __len__(self) -> int:
-        return len(self._steps)
-
-    def take(self) -> list[StepEvent]:
-        steps = []
-        while self._steps:
-            steps.append(self._steps.popleft())
-        return steps
-
-
-@contextmanager
-def heap_frozen():
-    """Keep the cyclic garbage collector off what existed before a reply.
-
-    A full collection walks every object in the process (the model's, Textual's,
-    the conversation's): on a 2-core machine about 60 ms of the UI thread, or of
-    the generation thread, whichever allocates when one falls due, once or twice
-    a reply. While a reply streams, collections look only at what it creates;
-    afterwards everything is collected as usual (freeze and unfreeze only move
-    lists, so a cycle made garbage meanwhile is freed at a later collection).
-    """
-    gc.freeze()
-    try:
-        yield
-    finally:
-        gc.unfreeze()
-
-
-def load_with_engine(request: LoadRequest, progress: Progress) -> Engine:
-    from localspec.engine import load_engine
-
-    return load_engine(**request.load_kwargs(), progress=progress)
-
-
-class ChatApp(ChatActions, OverflowActions, App[None]):
+class ChatApp(KeyedApp):
     TITLE = "localspec"
     CSS_PATH = "chat.tcss"
     FLUSH_S = 1 / 10  # a tick draws the reply's text or the panel: text 8-10 times a second
     STATS_S = 0.5  # the panel: twice a second is enough to watch
+    KEYED_WIDGETS = (Prompt,)
     BINDINGS = [
         Binding("escape", "cancel", "Stop", id="cancel", tooltip="Stop the reply (kept, marked)"),
         # While the prompt holds text, check_action disables these and the
@@ -179,10 +137,7 @@ class ChatApp(ChatActions, OverflowActions, App[None]):
         yield KeyFooter(compact=True)
 
     async def on_mount(self) -> None:
-        self.keymap, problems = load_keymap(self.binding_ids(), self.keymap_file)
-        self.set_keymap(self.keymap)
-        for problem in problems:
-            self.notify(problem, title="keymap.toml", severity="warning", timeout=15)
+        self.apply_keymap()
         keys = {b: self.key_for(b) for b in ("send", "newline", "help")}
         self.prompt.placeholder = f"Message · {keys['send']} sends · {keys['newline']} new line · {keys['help']} keys"
         self.chat_view.anchor()
@@ -404,6 +359,54 @@ class ChatApp(ChatActions, OverflowActions, App[None]):
         while self.store.notices and not self._closing:
             self.chat_view.mount(Notice(self.store.notices.pop(0)))
 
+    # -- past the context (which turns the model sees: tui.window) ------------------
+
+    async def on_too_long(self, message: TooLong) -> None:
+        await self._drop_reply(message.reply)
+        n, n_ctx = message.n_prompt, message.n_ctx
+        if self.settings.overflow == ROLLING:
+            what = "This message" + (" and the system prompt" if self.settings.system else "")
+            await self.say(
+                f"{what} take {n} tokens and the context holds {n_ctx}: no room for a reply. "
+                "Shorten it, or start localspec chat with a larger --n-ctx."
+            )
+        else:
+            await self.say(
+                f"The conversation takes {n} tokens and the context holds {n_ctx}: the model cannot take "
+                f"another turn. {self._ways_on()}"
+            )
+
+    async def say_context_full(self) -> None:
+        n_ctx = getattr(self.engine, "n_ctx", None)
+        size = f" ({n_ctx} tokens)" if n_ctx else ""
+        await self.say(f"The context{size} is full; the reply stopped there. {self._ways_on()}")
+
+    def _ways_on(self) -> str:
+        return (
+            f"{self.key_for('new_chat')} starts a new chat; a larger --n-ctx holds more; "
+            f"the rolling window ({self.key_for('settings')}) lets the oldest turns go."
+        )
+
+    def continue_hint(self) -> str:
+        """For the note of a reply the full context stopped, under the rolling window."""
+        return f"{self.key_for('continue_reply')} continues" if self.settings.overflow == ROLLING else ""
+
+    async def on_window_moved(self, message: WindowMoved) -> None:
+        if self.conversation is None or message.start >= len(self._history_ids):
+            return
+        first = self._history_ids[message.start] if message.start > 0 else None
+        self.store.set_memory_from(self.conversation.id, first)
+        self.conversation = replace(self.conversation, memory_from=first)
+        await self._place_mark(first)
+
+    async def _place_mark(self, message_id: int | None) -> None:
+        """The thin line above the first message the model still sees."""
+        await self.chat_view.query(MemoryMark).remove()
+        for widget in self.chat_view.query(UserMessage):
+            if message_id is not None and widget.message_id == message_id:
+                await self.chat_view.mount(MemoryMark(), before=widget)
+                return
+
     # -- chatting ---------------------------------------------------------------
 
     async def on_prompt_submitted(self, message: Prompt.Submitted) -> None:
@@ -489,3 +492,194 @@ class ChatApp(ChatActions, OverflowActions, App[None]):
             self.stats.show_settings(e.method, e.draft_max, e.auto_draft, e.auto_limit, e.plain_tokens_per_s)
             self.sub_title = f"{self._model_label()} · {e.method}"
         self.refresh_bindings()
+
+    # -- what the keys do ------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("draft_more", "draft_less"):
+            # None: shown disabled, and the prompt takes the key as a character.
+            return None if self.focused is self.prompt and self.prompt.text else True
+        if action == "cancel":
+            # None when idle: shown disabled, so the key bar keeps its keys (tui.footer).
+            return True if self.reply is not None else None
+        if action == "auto_draft":
+            return self.engine is not None and "auto" in self.engine.methods
+        return True
+
+    # -- tuning the engine live ---------------------------------------------------
+
+    def action_cancel(self) -> None:
+        self._cancel.set()
+
+    def action_draft_more(self) -> None:
+        self._change_draft_max(+1)
+
+    def action_draft_less(self) -> None:
+        self._change_draft_max(-1)
+
+    def _change_draft_max(self, delta: int) -> None:
+        engine = self._engine_or_say()
+        if engine is None:
+            return
+        if engine.method == "auto" or engine.auto_draft:
+            # The planner picks the length: the key sets the most it may pick,
+            # stepping through the lengths it can choose (past 8, the measured sizes).
+            limits, now = engine.auto_limits, engine.auto_limit
+            nearer = [k for k in limits if (k - now) * delta > 0]
+            engine.auto_limit = (min(nearer) if delta > 0 else max(nearer)) if nearer else now
+        else:
+            engine.draft_max = max(0, min(MAX_DRAFT, engine.draft_max + delta))
+        self._show_settings()
+
+    def action_auto_draft(self) -> None:
+        engine = self._engine_or_say()
+        if engine is not None and "auto" in engine.methods:
+            engine.auto_draft = not engine.auto_draft
+            self._show_settings()
+
+    def action_cycle_method(self) -> None:
+        engine = self._engine_or_say()
+        if engine is not None:
+            methods = engine.methods
+            at = methods.index(engine.method) if engine.method in methods else -1
+            engine.method = methods[(at + 1) % len(methods)]
+            self._show_settings()
+
+    def _engine_or_say(self):
+        if self.engine is None:
+            self.say_no_engine()
+        return self.engine
+
+    def say_no_engine(self) -> None:
+        loading = "The model is still loading."
+        self.notify(loading if self.loading else f"No model loaded: {self.key_for('pairs')} picks a pair.")
+
+    # -- the conversation -----------------------------------------------------------
+
+    async def action_toggle_sources(self) -> None:
+        self.show_sources = not self.show_sources
+        self.stats.set_show_sources(self.show_sources)
+        for reply in self.chat_view.query(ReplyView):
+            await reply.set_show_sources(self.show_sources)
+
+    async def action_new_chat(self) -> None:
+        if self._busy("start a new chat"):
+            return
+        self.conversation = None
+        self.store.claim(None)
+        await self.chat_view.remove_children()
+        await self.chat_view.mount(SystemNote(self.settings.system))
+        self.stats.start_reply()
+        self.prompt.focus()
+
+    async def action_regenerate(self) -> None:
+        if self.conversation is None or not self._can_generate():
+            return
+        history = self.store.messages(self.conversation.id)
+        if history and history[-1].role == "assistant":
+            self.store.delete_message(history[-1].id)
+            replies = self.chat_view.query(ReplyView)
+            if replies:
+                await replies.last().remove()
+            history.pop()
+        if not history:
+            self.notify("Nothing to regenerate.")
+            return
+        await self._start_reply()
+
+    async def action_continue_reply(self) -> None:
+        """Go on with a reply that filled the context, in the window freed by
+        letting the oldest turns go (tui.window)."""
+        if self.conversation is None or not self._can_generate():
+            return
+        history = self.store.messages(self.conversation.id)
+        replies = self.chat_view.query(ReplyView)
+        last = replies.last() if replies else None
+        if not (history and last is not None and history[-1].id == last.message_id
+                and history[-1].stop_reason == "context_full"):  # fmt: skip
+            self.notify("Only the last reply, stopped by a full context, can be continued.")
+            return
+        await self._start_reply(continuing=last)
+
+    def action_copy_reply(self) -> None:
+        reply = self.focused if isinstance(self.focused, ReplyView) else None
+        if reply is None:
+            replies = self.chat_view.query(ReplyView)
+            reply = replies.last() if replies else None
+        if reply is None or not reply.text:
+            self.notify("No reply to copy yet.")
+            return
+        self.copy_to_clipboard(reply.text)
+        self.notify(f"Copied the reply ({len(reply.text)} characters).")
+
+    def action_export(self) -> None:
+        if self.conversation is None:
+            self.notify("Nothing to export yet.")
+            return
+        slug = re.sub(r"[^a-z0-9]+", "-", self.conversation.title.lower()).strip("-")[:40] or "chat"
+        self.push_screen(ExportScreen(Path.cwd() / f"{slug}.md"), self._export_to)
+
+    def _export_to(self, path: Path | None) -> None:
+        if path is None or self.conversation is None:
+            return
+        try:
+            path.write_text(to_markdown(self.conversation, self.store.messages(self.conversation.id)), encoding="utf-8")
+        except OSError as e:
+            self.notify(f"Cannot write {path}: {e}", severity="error")
+            return
+        self.notify(f"Exported to {path}")
+
+    def action_chats(self) -> None:
+        if not self._busy("switch chats"):
+            elsewhere = frozenset(self.store.open_elsewhere())
+            self.push_screen(HistoryScreen(self.store.conversations(), self._delete_chat, elsewhere), self._chat_chosen)
+
+    async def _chat_chosen(self, conversation_id: int | None) -> None:
+        if conversation_id is None:
+            return
+        if conversation_id in self.store.open_elsewhere():
+            # Allowed (a claim may outlive a chat that was killed), but each chat
+            # then adds to the same history without seeing the other's turns.
+            self.notify("This chat is open in another localspec chat too; replies there will not show here.")
+        await self._open_conversation(conversation_id)
+
+    def _delete_chat(self, conversation_id: int) -> None:
+        self.store.delete(conversation_id)
+        if self.conversation is not None and self.conversation.id == conversation_id:
+            self.call_later(self.action_new_chat)
+
+    def action_pairs(self) -> None:
+        if self._busy("load another pair"):
+            return
+        if self.loading:
+            self.notify("A model is loading; wait for it first.")
+            return
+        target = self.engine.target_name if self.engine is not None else None
+        current = self._model_label() if self.engine is not None else "nothing loaded"
+        self.push_screen(PairPickerScreen(lambda: self.choices(target), current), self._pair_chosen)
+
+    def _pair_chosen(self, request: LoadRequest | None) -> None:
+        if request is not None:
+            self.request = replace(request, extra=self.request.extra)
+            self._start_load(self.request)
+
+    def action_settings(self) -> None:
+        self.push_screen(SettingsScreen(self.settings), self._settings_chosen)
+
+    async def _settings_chosen(self, settings: ChatSettings | None) -> None:
+        if settings is None:
+            return
+        self.settings = settings
+        if self.conversation is not None:
+            self.store.update_settings(self.conversation.id, settings)
+            self.conversation = replace(self.conversation, settings=settings)
+        notes = self.chat_view.query(SystemNote)
+        if notes:
+            notes.first().show(settings.system)
+        else:
+            await self.chat_view.mount(SystemNote(settings.system), before=0)
+
+    def _busy(self, what: str) -> bool:
+        if self.reply is not None:
+            self.notify(f"A reply is streaming; {self.key_for('cancel')} stops it, then {what}.", severity="warning")
+        return self.reply is not None

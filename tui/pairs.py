@@ -53,7 +53,7 @@ def pair_choices(current_target: str | None) -> list[PairChoice]:
     Reads GGUF headers (vocabularies included), about a second for a few
     models: call it from a worker thread.
     """
-    from localspec.commands.models import inventory
+    from localspec.inventory import inventory
     from localspec.registry import load_registry
     from localspec.vocab import incompatibility
 

@@ -25,8 +25,21 @@ from localspec.events import Counters, StepEvent
 
 BAR_WIDTH = 12
 MAX_POSITIONS = 8
+POSITION_GROUPS = ((9, 16), (17, 32), (33, 64))
 SPARK_POINTS = 120
 SPARK_S = 1.0  # the sparkline costs as much to draw as the rest of the panel: once a second
+
+
+def position_rows(c: Counters) -> list[tuple[str, float]]:
+    """(label, acceptance) per draft position: one row each up to
+    MAX_POSITIONS, then one per group of POSITION_GROUPS (long lookup drafts
+    reach position 63): of the drafted tokens in the group, the share kept."""
+    rows = [(str(i + 1), r) for i, r in enumerate(c.per_position_acceptance[:MAX_POSITIONS])]
+    for lo, hi in POSITION_GROUPS:
+        drafted = sum(c.drafted_at[lo - 1 : hi])
+        if drafted:
+            rows.append((f"{lo}-{hi}", sum(c.accepted_at[lo - 1 : hi]) / drafted))
+    return rows
 
 
 def bar(fraction: float, width: int = BAR_WIDTH) -> str:
@@ -218,13 +231,11 @@ class StatsPanel(VerticalScroll, can_focus=False):
         )  # fmt: skip
 
     def _positions_text(self, c: Counters | None) -> Content:
-        rates = c.per_position_acceptance[:MAX_POSITIONS] if c else []
-        if not rates:
+        rows = position_rows(c) if c else []
+        if not rows:
             return Content("no drafts yet")
-        lines = [
-            Content.assemble(f"{i + 1:>2} ", (bar(r), "$success"), f" {r:>4.0%}")
-            for i, r in enumerate(rates)
-        ]
+        width = max(2, *(len(label) for label, _ in rows))
+        lines = [Content.assemble(f"{label:>{width}} ", (bar(r), "$success"), f" {r:>4.0%}") for label, r in rows]
         return Content("\n").join(lines)
 
     def _split_text(self, c: Counters | None) -> Content:

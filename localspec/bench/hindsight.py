@@ -7,9 +7,11 @@ text, the agreement a(i) of the lookup proposal at every position i is known,
 and the cheapest way to produce the text is a shortest path:
 
     C(N) = 0
-    C(i) = min over 0 <= k <= min(a(i), K_MAX, N - 1 - i) of  verify(k + 1) + C(i + k + 1)
+    C(i) = min over k in {0} ∪ L, k <= min(a(i), N - 1 - i), of  verify(k + 1) + C(i + k + 1)
 
-(k = 0 is a plain step: one row, one token). A draft model that is always
+(k = 0 is a plain step: one row, one token; L is the set of draft lengths
+the planner may choose on the machine: every k up to K_MAX and the longer
+ones whose verify size was measured, controller.draft_lengths). A draft model that is always
 right lifts the bound on k: it drafts what lookup does not cover, at
 draft(k - a(i)) more (lookup first, the model after it, as draft+lookup
 does; its catch-up on tokens it did not draft is left free, which only
@@ -37,7 +39,7 @@ import math
 from typing import Callable, NamedTuple, Sequence
 
 from localspec.bench.aggregate import geometric_mean
-from localspec.controller import K_MAX, LOOKUP_BUCKETS, lookup_bucket, lookup_cap
+from localspec.controller import K_MAX, LOOKUP_BUCKETS, draft_lengths, lookup_bucket, lookup_cap
 from localspec.costs import CostModel
 from localspec.drafters.lookup import LookupDrafter
 from localspec.ngram import common_prefix_len
@@ -73,18 +75,22 @@ def fastest_seconds(
     agreement: Sequence[int],
     verify: Callable[[int], float],
     draft: Callable[[int], float] | None = None,
-    k_max: int = K_MAX,
+    lengths: Sequence[int] = range(1, K_MAX + 1),
 ) -> float:
     """C(0) of the recurrence above: the least time to produce the text.
 
     `verify(n)` is the price of verifying n rows, `draft(k)` that of drafting
-    k tokens with a model that is always right (None: no draft model).
+    k tokens with a model that is always right (None: no draft model),
+    `lengths` the draft lengths that may be chosen (ascending).
     """
     n = len(agreement)
     best = [0.0] * (n + 1)
+    ks = [0, *lengths]
     for i in range(n - 1, -1, -1):
         c = math.inf
-        for k in range(min(k_max, n - 1 - i) + 1):
+        for k in ks:
+            if k > n - 1 - i:
+                break
             step = verify(k + 1) + best[i + k + 1]
             uncovered = k - agreement[i]
             if uncovered <= 0:
@@ -99,14 +105,20 @@ def speedup(seconds: float, n_tokens: int, verify: Callable[[int], float]) -> fl
     return n_tokens * verify(1) / seconds if seconds > 0 else 1.0
 
 
-def rule_seconds(proposals: Sequence[Proposal], rule: dict[int, int], verify: Callable[[int], float]) -> float:
+def rule_seconds(
+    proposals: Sequence[Proposal],
+    rule: dict[int, int],
+    verify: Callable[[int], float],
+    lengths: Sequence[int] = range(1, K_MAX + 1),
+) -> float:
     """Time to produce the text drafting k = rule[match bucket] lookup tokens
-    at every step (as many as are proposed and fit), the planner's way:
-    a step keeps the agreed prefix plus the target's own token."""
+    at every step (or the longest of `lengths` that is proposed and fits), the
+    planner's way: a step keeps the agreed prefix plus the target's own token."""
     i, n, total = 0, len(proposals), 0.0
     while i < n:
         p = proposals[i]
-        k = min(rule[lookup_bucket(p.match_n)], p.length, n - 1 - i)  # no proposal: length 0
+        most = min(rule[lookup_bucket(p.match_n)], p.length, n - 1 - i)  # no proposal: length 0
+        k = max((k for k in lengths if k <= most), default=0)
         total += verify(k + 1)
         i += min(p.agreement, k) + 1
     return total
@@ -115,25 +127,29 @@ def rule_seconds(proposals: Sequence[Proposal], rule: dict[int, int], verify: Ca
 class PricedText(NamedTuple):
     proposals: Sequence[Proposal]  # one per token of the text
     verify: Callable[[int], float]  # the costs it is priced at
+    lengths: Sequence[int] = range(1, K_MAX + 1)  # the draft lengths those costs let the planner choose
 
 
 def rule_speedup(texts: Sequence[PricedText], rule: dict[int, int]) -> float:
     """Geometric mean over `texts` of the rule's speedup over plain decoding."""
     return geometric_mean(
-        speedup(rule_seconds(t.proposals, rule, t.verify), len(t.proposals), t.verify) for t in texts if t.proposals
+        speedup(rule_seconds(t.proposals, rule, t.verify, t.lengths), len(t.proposals), t.verify)
+        for t in texts
+        if t.proposals
     )
 
 
-def best_rule(texts: Sequence[PricedText], k_max: int = K_MAX) -> dict[int, int]:
+def best_rule(texts: Sequence[PricedText]) -> dict[int, int]:
     """The rule k = f(match bucket) with the highest `rule_speedup` over
     `texts`, by coordinate search from plain decoding (module docstring)."""
     rule = {b: 0 for b in range(2, LOOKUP_BUCKETS + 1)}
     best = rule_speedup(texts, rule)
+    ks = sorted({0, *(k for t in texts for k in t.lengths)})
     improved = True
     while improved:
         improved = False
         for b in rule:
-            for k in range(k_max + 1):
+            for k in ks:
                 trial = {**rule, b: k}
                 s = rule_speedup(texts, trial)
                 if s > best * (1 + 1e-9):
@@ -167,14 +183,15 @@ def by_category(records: list[dict], snapshot: dict, with_draft: bool) -> dict[s
     for cat, prompt, text, snap in seen.values():
         costs = CostModel.from_snapshot(snap)
         cap = lookup_cap(costs)  # as long as the planner may draft on this machine
+        lengths = draft_lengths(costs, cap)
         proposals = lookup_proposals(prompt, text, cap)
         agree = [p.agreement for p in proposals]
-        alone = speedup(fastest_seconds(agree, costs.verify, k_max=cap), len(text), costs.verify)
+        alone = speedup(fastest_seconds(agree, costs.verify, lengths=lengths), len(text), costs.verify)
         both = None
         if with_draft:
-            seconds = fastest_seconds(agree, costs.verify, lambda k: costs.draft("draft", k), k_max=cap)
+            seconds = fastest_seconds(agree, costs.verify, lambda k: costs.draft("draft", k), lengths)
             both = speedup(seconds, len(text), costs.verify)
-        per.setdefault(cat, []).append((PricedText(proposals, costs.verify), alone, both))
+        per.setdefault(cat, []).append((PricedText(proposals, costs.verify, lengths), alone, both))
     per_all = [x for xs in per.values() for x in xs]
     out = {}
     for cat, xs in list(per.items()) + ([("overall", per_all)] if per_all else []):

@@ -34,8 +34,8 @@ class Mode:
         if self.method == "none":
             return "plain decoding (one target token per step)"
         if self.method == "auto":
-            return (f"adaptive planner picks drafter and k each step (0..8; lookup up to 16 where calibration "
-                    f"finds the verify curve flat); p_min {self.p_min}")
+            return (f"adaptive planner picks drafter and k each step (0..8; lookup longer, up to 63, at the "
+                    f"verify sizes calibration measured); p_min {self.p_min}")
         return f"method {self.method}, k = {self.draft_max}, p_min {self.p_min}"
 
 

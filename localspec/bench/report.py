@@ -7,6 +7,7 @@ from pathlib import Path
 from localspec.bench import hindsight
 from localspec.bench.modes import BY_NAME
 from localspec.bench.aggregate import PLAIN, ModeSummary, by_category, categories_in, modes_in, summarize
+from localspec.errors import LocalspecError
 from localspec.lossless import TIE_MARGIN
 
 AUTO = "auto"
@@ -297,6 +298,17 @@ def markdown(meta: dict, records: list[dict], plot_name: str | None) -> str:
     lines.append(tables(records))
     lines += ["", *costs(meta), *hindsight_table(meta, records), *divergences(records)]
     return "\n".join(lines)
+
+
+def require_matplotlib() -> None:
+    """Fail before an hour of measuring, not at its end, if the plot cannot be drawn."""
+    import importlib.util
+
+    if importlib.util.find_spec("matplotlib") is None:
+        raise LocalspecError(
+            "localspec bench draws its plot with matplotlib, which is not installed: "
+            "pip install 'localspec[bench]' (or give --json-only)"
+        )
 
 
 def plot(records: list[dict], path: Path) -> bool:

@@ -59,6 +59,10 @@ def handle(args: argparse.Namespace) -> int:
     from localspec.bench.system import load_average
 
     load_start = load_average()  # before loading the models adds our own
+    if not args.json_only:
+        from localspec.bench.report import require_matplotlib
+
+        require_matplotlib()
     if args.from_json is not None:
         return _rerender(args)
 

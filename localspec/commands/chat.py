@@ -41,10 +41,11 @@ def check_names(args: argparse.Namespace) -> None:
     """Unknown pair or model names fail here, in one line, before the UI starts;
     fetching and loading happen inside the UI, with progress."""
     from localspec import registry
+    from localspec.resolve import resolve_model
 
     reg = registry.load_registry()
     if args.pair is not None or args.target is None:
         registry.resolve_pair(args.pair, reg)
     for name in (args.target, args.draft):
         if name is not None:
-            registry.resolve_model(name, reg)
+            resolve_model(name, reg)

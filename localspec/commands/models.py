@@ -1,7 +1,7 @@
 """`localspec pull`, `localspec models`, `localspec doctor`: what is on this machine.
 
-Everything here reads GGUF headers (localspec.gguf_info) rather than loading
-models, so listing a dozen files takes about a second and needs no memory.
+What is found where is localspec.inventory's (the chat's pair picker uses it
+too); this module prints it.
 """
 
 from __future__ import annotations
@@ -11,15 +11,14 @@ import difflib
 import json
 import os
 import platform
-from dataclasses import dataclass
-from pathlib import Path
 
 from localspec.errors import LocalspecError
 from localspec.fetch import cached_path
-from localspec.gguf_info import GGUFInfo, read_gguf_info
+from localspec.gguf_info import read_gguf_info
 from localspec.host import cpu_name, memory_info
-from localspec.registry import Registry, ensure_local, load_registry
-from localspec.vocab import incompatibility
+from localspec.inventory import inventory
+from localspec.registry import Registry, load_registry
+from localspec.resolve import ensure_local
 
 # Compute buffers, the draft's KV cache slack, the Python process itself.
 RUNTIME_OVERHEAD_BYTES = 500 * 2**20
@@ -51,77 +50,6 @@ def handle_pull(args: argparse.Namespace) -> int:
     for name in names:
         print(f"{name}\t{ensure_local(reg.models[name], progress=True)}")
     return 0
-
-
-@dataclass
-class Entry:
-    name: str
-    origin: str  # "registry" or "disk"
-    path: Path | None
-    size: int | None
-    info: GGUFInfo | None = None
-    error: str | None = None
-    drafts: tuple[str, ...] = ()
-
-    def as_json(self) -> dict:
-        out: dict = {"name": self.name, "origin": self.origin, "local": self.info is not None,
-                     "path": str(self.path) if self.path else None, "size": self.size}  # fmt: skip
-        if self.info:
-            i = self.info
-            out |= {"architecture": i.architecture, "n_params": i.n_params,
-                    "context_length": i.context_length, "mtp_layers": i.nextn_predict_layers,
-                    "vocab": {"type": i.vocab.type, "n_tokens": i.vocab.n_tokens},
-                    "compatible_drafts": list(self.drafts)}  # fmt: skip
-        if self.error:
-            out["error"] = self.error
-        return out
-
-
-def inventory(reg: Registry) -> list[Entry]:
-    """Every registry model plus GGUFs found on disk, drafts filled in for the local ones."""
-    entries = []
-    for spec in reg.models.values():
-        path = cached_path(spec)
-        entries.append(_read(Entry(spec.name, "registry", path, spec.size), path))
-    known = {e.path.resolve() for e in entries if e.path}
-    for path in discover(reg.search_paths):
-        if path.resolve() not in known:
-            known.add(path.resolve())
-            entries.append(_read(Entry(str(path), "disk", path, path.stat().st_size), path))
-    local = [e for e in entries if e.info]
-    for t in local:
-        assert t.info is not None
-        t.drafts = tuple(
-            d.name for d in local
-            if d is not t and d.info and d.info.file_size < t.info.file_size
-            and incompatibility(t.info.vocab, d.info.vocab) is None
-        )  # fmt: skip
-    return entries
-
-
-def _read(entry: Entry, path: Path | None) -> Entry:
-    if path is not None:
-        try:
-            entry.info = read_gguf_info(path)
-            entry.size = entry.info.file_size
-        except LocalspecError as e:
-            entry.error = str(e)
-    return entry
-
-
-def discover(extra: list[Path]) -> list[Path]:
-    """GGUF files in the usual places: HF cache, LM Studio, ~/models, search_paths."""
-    from huggingface_hub import constants
-
-    roots = [Path(constants.HF_HUB_CACHE), Path("~/.lmstudio/models").expanduser(),
-             Path("~/models").expanduser(), *extra]  # fmt: skip
-    found: list[Path] = []
-    for root in roots:
-        if root.is_file() and root.suffix == ".gguf":
-            found.append(root)
-        elif root.is_dir():
-            found += sorted(p for p in root.rglob("*.gguf") if p.is_file())
-    return found
 
 
 def handle_models(args: argparse.Namespace) -> int:
@@ -191,6 +119,7 @@ def handle_doctor(args: argparse.Namespace) -> int:
         "memory": mem,
         "default_pair": need,
         "mtp": {e.name: e.info.nextn_predict_layers for e in entries if e.info},
+        "verify_curve": _verify_curve(reg),
         "next": _next_steps(reg, need, mem),
     }
     if args.json:
@@ -210,9 +139,27 @@ def handle_doctor(args: argparse.Namespace) -> int:
         print(f"default pair {need['pair']} needs about {need['bytes'] / gib:.1f} GiB{approx}")
     for name, layers in report["mtp"].items():
         print(f"{name}: {f'{layers} MTP layer(s), can self-draft' if layers else 'no MTP heads'}")
+    if report["verify_curve"]:
+        from localspec.commands.curve import summary
+
+        v = report["verify_curve"]
+        print(f"verify curve of {v['model']} here: {summary({int(n): s for n, s in v['verify_s'].items()})}")
     for step in report["next"]:
         print(f"next: {step}")
     return 0
+
+
+def _verify_curve(reg: Registry) -> dict | None:
+    """What calibration measured for the default pair's target on this machine
+    (None before its first run here): doctor measures nothing itself."""
+    from localspec.backend import default_threads
+    from localspec.calibrate import cached_curve
+
+    pair = reg.pairs.get(reg.default_pair or "")
+    spec = reg.models.get(pair.target) if pair else None
+    path = cached_path(spec) if spec else None
+    curve = cached_curve(path, default_threads(), spec.n_gpu_layers) if path else None
+    return {"model": spec.name, "verify_s": curve} if curve and 1 in curve else None
 
 
 def _build_lines(build: dict) -> list[str]:

@@ -1,0 +1,174 @@
+"""localspec beside llama-server (the reference engine), on the bench's prompts.
+
+Starts one llama-server process per setting (plain decoding and its n-gram
+drafters: ngram-simple, ngram-map-k, ngram-mod at draft lengths 8 and 16,
+and at llama.cpp's own defaults), all on the same target file and thread
+count, and loads localspec's engine in this process. Each prompt then runs
+in every setting back to back, the order rotated from prompt to prompt, so
+the machine's drift spreads over all of them; greedy, the same chat
+messages, the same token limit. llama-server's tok/s is its own
+`timings.predicted_per_second`, localspec's the reply's generation rate;
+both exclude prompt processing, and every prompt is evaluated once before
+its timed runs so each side starts with it cached.
+
+    .venv/bin/python scripts/llama_server_compare.py --server /path/to/llama-server --out docs/llama-server
+
+Build llama-server from the vendored llama.cpp of the llama-cpp-python sdist
+(pip download --no-binary :all: --no-deps llama-cpp-python==0.3.36; cmake
+-B build -DLLAMA_CURL=OFF; cmake --build build --target llama-server), with
+the same CMAKE_ARGS localspec's build used (`localspec doctor` shows them).
+Run it alone: anything else on the cores ruins the timings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+from localspec.bench.modes import MODES
+from localspec.bench.prompts import parse_categories, select
+from localspec.bench.runner import prime, rotated, run_once
+from localspec.engine import load_engine
+from localspec.generate import GenerateOptions
+from localspec.host import cpu_name
+from localspec.resolve import ensure_local, resolve_model
+
+
+def server_settings(lengths: list[int]) -> dict[str, list[str]]:
+    out = {"llama-server plain": []}
+    for k in lengths:
+        out[f"ngram-simple {k}"] = ["--spec-type", "ngram-simple", "--spec-ngram-simple-size-m", str(k)]
+        out[f"ngram-map-k {k}"] = ["--spec-type", "ngram-map-k", "--spec-ngram-map-k-size-m", str(k)]
+        out[f"ngram-mod {k}"] = ["--spec-type", "ngram-mod", "--spec-ngram-mod-n-max", str(k),
+                                 "--spec-ngram-mod-n-min", str(min(k, 48) // 2)]  # fmt: skip
+    for kind in ("ngram-simple", "ngram-map-k", "ngram-mod"):
+        out[f"{kind} default"] = ["--spec-type", kind]
+    return out
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def post(port: int, body: dict) -> dict:
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/chat/completions", json.dumps(body).encode(),
+                                 {"Content-Type": "application/json"})  # fmt: skip
+    with urllib.request.urlopen(req, timeout=600) as r:
+        return json.load(r)
+
+
+def start(server: Path, model: Path, threads: int, n_ctx: int, extra: list[str]) -> tuple[subprocess.Popen, int]:
+    port = free_port()
+    cmd = [str(server), "-m", str(model), "-t", str(threads), "-tb", str(threads), "-c", str(n_ctx), "-np", "1",
+           "--host", "127.0.0.1", "--port", str(port), "--no-webui", *extra]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(600):
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
+                if r.status == 200:
+                    return proc, port
+        except OSError:
+            time.sleep(0.5)
+        if proc.poll() is not None:
+            raise SystemExit(f"llama-server exited at start: {' '.join(cmd)}")
+    raise SystemExit("llama-server did not come up")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--server", type=Path, required=True)
+    ap.add_argument("--target", default="qwen2.5-coder-1.5b")
+    ap.add_argument("--categories", default="code-edit,code-generation,rag,summarization,extraction")
+    ap.add_argument("--per-category", type=int, default=3)
+    ap.add_argument("--max-tokens", type=int, default=128)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--lengths", default="8,16")
+    ap.add_argument("--out", type=Path, required=True)
+    args = ap.parse_args()
+
+    spec = resolve_model(args.target)
+    model = spec.path or ensure_local(spec)
+    n_ctx = 4096
+    engine = load_engine(str(model), None, method="auto", n_threads=args.threads, n_ctx=n_ctx)
+    servers = {name: start(args.server, model, args.threads, n_ctx, extra)
+               for name, extra in server_settings([int(k) for k in args.lengths.split(",")]).items()}  # fmt: skip
+    modes = {m.name: m for m in MODES if m.name in ("plain", "auto")}
+    settings = [f"localspec {m}" for m in modes] + list(servers)
+    options = GenerateOptions(max_tokens=args.max_tokens)
+    prompts = select(parse_categories(args.categories), args.per_category)
+    records = []
+    try:
+        for i, prompt in enumerate(prompts):
+            messages = [{"role": "user", "content": prompt.text}]
+            body = {"messages": messages, "max_tokens": args.max_tokens, "temperature": 0, "cache_prompt": True}
+            prime(engine, prompt, args.max_tokens)
+            for _, port in servers.values():
+                post(port, {**body, "max_tokens": 1})  # the prompt into its cache, outside the timed run
+            for setting in rotated(settings, i):
+                if setting.startswith("localspec "):
+                    rec = run_once(engine, prompt, modes[setting.removeprefix("localspec ")], options)
+                    tps, text = rec["stats"]["tokens_per_s"], rec["text"]
+                    drafted, accepted = rec["stats"]["drafted"], rec["stats"]["accepted"]
+                else:
+                    reply = post(servers[setting][1], body)
+                    t = reply["timings"]
+                    tps, text = t["predicted_per_second"], reply["choices"][0]["message"]["content"]
+                    drafted, accepted = t.get("draft_n", 0), t.get("draft_n_accepted", 0)
+                records.append({"prompt_id": prompt.id, "category": prompt.category, "setting": setting,
+                                "tokens_per_s": tps, "drafted": drafted, "accepted": accepted, "text": text})  # fmt: skip
+                print(f"{prompt.id} {setting}: {tps:.1f} tok/s", flush=True)
+    finally:
+        for proc, _ in servers.values():
+            proc.terminate()
+        for proc, _ in servers.values():
+            proc.wait()
+        engine.close()
+    write(args, settings, prompts, records)
+
+
+def geomean(xs) -> float:
+    xs = list(xs)
+    return math.exp(sum(math.log(x) for x in xs) / len(xs))
+
+
+def write(args, settings: list[str], prompts, records: list[dict]) -> None:
+    def rate(pid: str, setting: str) -> float:
+        return next(r["tokens_per_s"] for r in records if r["prompt_id"] == pid and r["setting"] == setting)
+
+    categories = list(dict.fromkeys(p.category for p in prompts))
+    groups = {c: [p.id for p in prompts if p.category == c] for c in categories} | {"overall": [p.id for p in prompts]}
+    ratio = {(g, s): geomean(rate(p, s) / rate(p, "localspec plain") for p in ids)
+             for g, ids in groups.items() for s in settings}  # fmt: skip
+    lines = [
+        "# localspec beside llama-server",
+        "",
+        f"{time.strftime('%Y-%m-%d %H:%M %z')}, {cpu_name()}, {args.threads} threads; `scripts/llama_server_compare.py`, "
+        f"greedy, {args.max_tokens} tokens at most, {args.per_category} prompts per category, every setting on every "
+        "prompt back to back (order rotated per prompt). Speed as a multiple of localspec plain decoding on the "
+        "same prompt, geometric mean over the category's prompts; the best llama-server setting per category in bold.",
+        "",
+        "| setting | " + " | ".join(groups) + " |",
+        "|---|" + "---|" * len(groups),
+    ]
+    best = {g: max((s for s in settings if not s.startswith("localspec")), key=lambda s: ratio[(g, s)]) for g in groups}
+    for s in settings:
+        cells = [(f"**{ratio[(g, s)]:.2f}x**" if best[g] == s else f"{ratio[(g, s)]:.2f}x") for g in groups]
+        lines.append(f"| {s} | " + " | ".join(cells) + " |")
+    plain_tps = geomean(rate(p, "localspec plain") for p in groups["overall"])
+    lines += ["", f"localspec plain: {plain_tps:.1f} tok/s (geometric mean over prompts)."]
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "results.json").write_text(json.dumps({"settings": settings, "records": records}))
+    (args.out / "llama-server.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
