@@ -149,3 +149,22 @@ async def test_stop_says_in_the_conversation_what_to_do():
         [notice] = app.chat_view.query(Notice)
         assert "is full" in notice.text and f"{app.key_for('new_chat')} starts a new chat" in notice.text
         assert "continues" not in str(reply.query_one("#note").render())
+
+
+@async_test
+async def test_a_message_too_long_even_alone_stays_and_the_chat_says_so():
+    engine = ScriptedEngine([[TEN]], n_ctx=20)
+    app = make_app(engine)
+    async with app.run_test() as pilot:
+        await ready(pilot)
+        long = " ".join(f"w{i}" for i in range(30))  # 1 + 3 + 30 stand-in tokens
+        await send(pilot, long)
+        await until(pilot, lambda: app.reply is None and app.chat_view.query(Notice))
+        [notice] = app.chat_view.query(Notice)
+        assert notice.text.startswith("This message takes 34 tokens and the context holds 20")
+        assert "--n-ctx" in notice.text and not notes(app) and not engine.calls
+        assert not app.chat_view.query(ReplyView) and [u.text for u in app.chat_view.query(UserMessage)] == [long]
+        assert [m.content for m in app.store.messages(app.conversation.id)] == [long]
+        await send(pilot, "short")  # the oversized message leaves the window; the chat goes on
+        await reply_done(pilot)
+        assert engine.calls == [[{"role": "user", "content": "short"}]] and marked_before(app) == "short"

@@ -365,9 +365,9 @@ class ChatApp(KeyedApp):
         await self._drop_reply(message.reply)
         n, n_ctx = message.n_prompt, message.n_ctx
         if self.settings.overflow == ROLLING:
-            what = "This message" + (" and the system prompt" if self.settings.system else "")
+            what = "This message and the system prompt take" if self.settings.system else "This message takes"
             await self.say(
-                f"{what} take {n} tokens and the context holds {n_ctx}: no room for a reply. "
+                f"{what} {n} tokens and the context holds {n_ctx}: no room for a reply. "
                 "Shorten it, or start localspec chat with a larger --n-ctx."
             )
         else:
