@@ -137,11 +137,34 @@ class Engine:
         )
         return formatter(messages=messages).prompt
 
+    @property
+    def n_ctx(self) -> int:
+        return self.target_ctx.n_ctx
+
+    def chat_tokens(self, messages: list[dict[str, str]], continuation: str = "") -> list[int]:
+        """The prompt of a chat turn: `messages` in the chat template, ready for
+        the assistant; with `continuation`, that much of its reply already written."""
+        tokens = self.target.tokenize(self.render_chat(messages), add_special=True, parse_special=True)
+        if continuation:
+            tokens += self.target.tokenize(continuation, add_special=False, parse_special=False)
+        return tokens
+
     def chat(
-        self, messages: list[dict[str, str]], options: GenerateOptions, cancel: threading.Event | None = None
+        self,
+        messages: list[dict[str, str]],
+        options: GenerateOptions,
+        cancel: threading.Event | None = None,
+        *,
+        continuation: str = "",
+        cut: int = 0,
     ) -> Generation:
-        prompt = self.render_chat(messages)
-        return self.complete(prompt, options, cancel, parse_special=True)
+        """A reply to `messages`; with `continuation`, the rest of a reply that
+        far written, less its first `cut` tokens (when it alone fills the context)."""
+        tokens = self.chat_tokens(messages)
+        if continuation:
+            more = self.target.tokenize(continuation, add_special=False, parse_special=False)
+            tokens += more[cut:]
+        return self.generate(tokens, options, cancel)
 
     def complete(
         self,
@@ -151,7 +174,9 @@ class Engine:
         *,
         parse_special: bool = False,
     ) -> Generation:
-        tokens = self.target.tokenize(prompt, add_special=True, parse_special=parse_special)
+        return self.generate(self.target.tokenize(prompt, add_special=True, parse_special=parse_special), options, cancel)
+
+    def generate(self, tokens: list[int], options: GenerateOptions, cancel: threading.Event | None = None) -> Generation:
         if not tokens:
             raise LocalspecError("the prompt is empty")
         if len(tokens) >= self.target_ctx.n_ctx:

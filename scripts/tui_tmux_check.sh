@@ -3,6 +3,9 @@
 # the model to load, send a message, check that a reply appears and that the
 # stats panel shows numbers, that `-` shortens the draft length (a fixed one,
 # or auto's limit), then quit with Ctrl+Q and check the exit status.
+# Then a conversation past the context: at --n-ctx 256, a story and ten turns
+# of "Continue the story.", each answered (its summary line, no "Reply
+# failed"), and the marker where the model's memory begins on screen.
 #
 # usage: scripts/tui_tmux_check.sh [MODEL] [METHOD]
 #   MODEL   model name from models.toml or a GGUF path (default smollm2-135m)
@@ -85,6 +88,64 @@ until [ "$(draft_length)" != "$before" ]; do
     sleep 0.5
 done
 echo "ok: - changed '$before' to '$(draft_length)'"
+tmux send-keys -t "$session" C-q
+wait_for "the app quit cleanly" "localspec exited with 0"
+
+# -- a conversation past the context ---------------------------------------------
+tmux kill-session -t "$session"
+db="$work/ctx/chats.db"
+tmux new-session -d -s "$session" -x 120 -y 40 \
+    "LOCALSPEC_DATA_DIR='$work/ctx' $cmd chat --target '$model' --method '$method' --n-ctx 256; echo \"localspec exited with \$?\"; sleep 60"
+wait_for "the model loaded at --n-ctx 256" "localspec — .* · ${method_re}( |$)"
+
+# The chat's own history: replies saved, the last one's token count, whether the window moved.
+replies() {
+    python3 - "$db" <<'PY'
+import json, sqlite3, sys
+try:
+    db = sqlite3.connect(sys.argv[1])
+    rows = db.execute("SELECT stats FROM messages WHERE role = 'assistant' ORDER BY id").fetchall()
+    moved = db.execute("SELECT COUNT(*) FROM conversations WHERE memory_from IS NOT NULL").fetchone()[0]
+except sqlite3.Error:
+    rows, moved = [], 0
+print(len(rows), json.loads(rows[-1][0])["n_generated"] if rows else 0, moved)
+PY
+}
+marker=0
+for turn in $(seq 0 10); do
+    if [ "$turn" = 0 ]; then msg="Tell me a story about a fox who keeps a lighthouse."; else msg="Continue the story."; fi
+    tmux send-keys -t "$session" "$msg" Enter
+    deadline=$((SECONDS + timeout))
+    until [ "$(replies | cut -d' ' -f1)" -gt "$turn" ]; do
+        if screen | grep -q "Reply failed\|localspec exited with"; then
+            echo "FAIL: turn $turn past the context: the reply failed; the screen was:" >&2
+            screen >&2
+            exit 1
+        fi
+        if ((SECONDS > deadline)); then
+            echo "FAIL: turn $turn past the context: no reply within ${timeout}s; the screen was:" >&2
+            screen >&2
+            exit 1
+        fi
+        sleep 1
+    done
+    read -r _ n_generated _ <<<"$(replies)"
+    wait_for "turn $turn past the context: its reply's summary line" "${n_generated} tokens · [0-9]+\.[0-9] tok/s" >/dev/null
+    if screen | grep -q "Reply failed"; then
+        echo "FAIL: turn $turn past the context: Reply failed; the screen was:" >&2
+        screen >&2
+        exit 1
+    fi
+    if screen | grep -q "memory begins here"; then marker=1; fi
+done
+echo "ok: eleven turns at --n-ctx 256, each with its reply summary line"
+read -r _ _ moved <<<"$(replies)"
+if [ "$marker" != 1 ] || [ "$moved" != 1 ]; then
+    echo "FAIL: the marker of where the model's memory begins never showed (window moved: $moved); the screen was:" >&2
+    screen >&2
+    exit 1
+fi
+echo "ok: the marker showed where the model's memory begins"
 tmux send-keys -t "$session" C-q
 wait_for "the app quit cleanly" "localspec exited with 0"
 echo "PASS: localspec chat --target $model --method $method"

@@ -41,6 +41,7 @@ class ScriptedEngine:
     auto_ceiling: int = 8  # the longest draft the planner could pick (Engine.auto_ceiling)
     long_lengths: tuple[int, ...] = ()  # lengths past 8 it could pick (measured verify sizes less one)
     plain_tokens_per_s: float | None = 10.0
+    n_ctx: int = 4096
     warnings: list[str] = field(default_factory=list)
     fail_with: Exception | None = None  # raised by chat()
     final_stop: str | None = None  # stop reason when the script runs out (default "eog")
@@ -49,19 +50,29 @@ class ScriptedEngine:
     calls: list[list[dict[str, str]]] = field(default_factory=list)
     options: list = field(default_factory=list)
     steps_seen: list[tuple[str, int]] = field(default_factory=list)  # (method, k) of every step
+    continuations: list[tuple[str, int]] = field(default_factory=list)  # (continuation, cut) of every chat()
     closed: bool = False
 
     def __post_init__(self) -> None:
         self.paused = threading.Event()
         self.resume = threading.Event()
 
-    def chat(self, messages, options, cancel: threading.Event | None = None) -> ScriptedGeneration:
+    def chat_tokens(self, messages, continuation: str = "") -> list[int]:
+        """A stand-in tokenizer: a token per word, three per message for the
+        template, one to begin (what tui.window counts)."""
+        n = 1 + sum(3 + len(m["content"].split()) for m in messages) + len(continuation.split())
+        return list(range(n))
+
+    def chat(
+        self, messages, options, cancel: threading.Event | None = None, *, continuation: str = "", cut: int = 0
+    ) -> ScriptedGeneration:
         if self.closed:
             raise AssertionError("chat() on a closed engine")
         if self.fail_with is not None:
             raise self.fail_with
         self.calls.append([dict(m) for m in messages])
         self.options.append(options)
+        self.continuations.append((continuation, cut))
         script = self.replies[min(len(self.calls) - 1, len(self.replies) - 1)]
         return ScriptedGeneration(self, script, cancel or threading.Event())
 

@@ -41,9 +41,10 @@ def test_an_old_database_is_upgraded_in_place(tmp_path):
     db.execute("INSERT INTO messages (conversation_id, role, content, created_at) VALUES (1, 'user', 'hi', 'x')")
     db.close()
     store = ChatStore(path)
-    assert migrations.applied(store.db)[-1] == "m002_reply_details"
+    assert migrations.applied(store.db)[1:] == ["m002_reply_details", "m003_context_overflow", "m004_open_chats"]
     [old] = store.conversations()
     assert old.title == "old chat" and old.n_messages == 1
+    assert old.settings.overflow == "rolling" and old.memory_from is None
     [message] = store.messages(old.id)
     assert (message.content, message.stop_reason, message.sources, message.stats) == ("hi", None, None, None)
     store.close()
@@ -78,6 +79,12 @@ def test_messages_round_trip_and_conversations_order(tmp_path):
     assert store.get(first.id).settings == settings
     store.update_settings(second.id, settings)
     assert store.get(second.id).settings == settings
+    store.update_message(reply.id, "hi there, again", stop_reason="eog", sources=((15, "t"),), stats=None)
+    assert store.messages(first.id)[1] == reply.__class__(reply.id, "assistant", "hi there, again", "eog", ((15, "t"),))
+    store.set_memory_from(first.id, reply.id)
+    assert store.get(first.id).memory_from == reply.id
+    store.update_settings(second.id, ChatSettings(overflow="stop"))
+    assert store.get(second.id).settings.overflow == "stop"
     store.delete_message(reply.id)
     assert len(store.messages(first.id)) == 1
     store.delete(first.id)
@@ -167,3 +174,142 @@ def _shuffle_vocab(path):
     assert a > 0 and b > 0
     data[a + 8 : a + 13], data[b + 8 : b + 13] = data[b + 8 : b + 13], data[a + 8 : a + 13]
     path.write_bytes(bytes(data))
+
+
+# -- a history file that is broken, foreign or cannot be written; two chats on one file
+
+
+def test_a_file_that_is_not_a_database_is_moved_aside_and_a_new_one_started(tmp_path):
+    path = tmp_path / "chats.db"
+    junk = bytes(range(256)) * 64
+    path.write_bytes(junk)
+    store = ChatStore(path)
+    [aside] = tmp_path.glob("chats.db.broken-*")
+    assert aside.read_bytes() == junk  # never deleted
+    assert store.saving and len(store.notices) == 1 and str(aside) in store.notices[0]
+    conv = store.create("new", "m", ChatSettings())
+    store.add_message(conv.id, "user", "hello")
+    store.close()
+    again = ChatStore(path)  # the new file is a good one: nothing to say
+    assert again.notices == [] and [m.content for m in again.messages(conv.id)] == ["hello"]
+    again.close()
+
+
+def test_a_database_from_a_newer_localspec_is_left_untouched(tmp_path):
+    path = tmp_path / "chats.db"
+    store = ChatStore(path)
+    store.create("kept", "m", ChatSettings())
+    store.db.execute("INSERT INTO _migrations (name, applied_at) VALUES ('m999_from_the_future', 'x')")
+    store.close()
+    before = path.read_bytes()
+    newer = ChatStore(path)
+    assert not newer.saving and "newer localspec" in newer.notices[0] and "m999_from_the_future" in newer.notices[0]
+    conv = newer.create("in memory", "m", ChatSettings())  # the chat works, in memory
+    newer.add_message(conv.id, "user", "hi")
+    assert [m.content for m in newer.messages(conv.id)] == ["hi"]
+    newer.close()
+    assert path.read_bytes() == before
+
+
+def test_a_data_directory_that_cannot_be_made_keeps_nothing_but_works(tmp_path):
+    (tmp_path / "file").write_text("not a directory")
+    store = ChatStore(tmp_path / "file" / "data" / "chats.db")
+    assert not store.saving and "not being saved" in store.notices[0]
+    conv = store.create("c", "m", ChatSettings())
+    store.add_message(conv.id, "user", "hi")
+    assert [c.title for c in store.conversations()] == ["c"]
+    store.close()
+
+
+@pytest.mark.parametrize("pragma", ["max_page_count = {pages}", "query_only = ON"], ids=["full", "read-only"])
+def test_a_write_the_file_refuses_goes_on_in_memory_with_what_it_held(tmp_path, pragma):
+    """Real SQLite failures: a database capped at its current size (SQLITE_FULL,
+    as a full disk gives) and one made read-only (SQLITE_READONLY)."""
+    path = tmp_path / "chats.db"
+    store = ChatStore(path)
+    conv = store.create("c", "m", ChatSettings())
+    store.add_message(conv.id, "user", "before")
+    pages = store.db.execute("PRAGMA page_count").fetchone()[0]
+    store.db.execute(f"PRAGMA {pragma.format(pages=pages)}")
+    long = "x" * 20_000  # more than a page: the file would have to grow
+    stored = store.add_message(conv.id, "assistant", long)
+    assert not store.saving and "not being saved" in store.notices[0]
+    assert [m.content for m in store.messages(conv.id)] == ["before", long]
+    assert stored.id == store.messages(conv.id)[-1].id
+    store.add_message(conv.id, "user", "after")  # and goes on there
+    assert len(store.notices) == 1
+    store.close()
+    assert [m.content for m in ChatStore(path).messages(conv.id)] == ["before"]
+
+
+def test_two_chats_share_the_file_without_database_is_locked(tmp_path):
+    import threading
+    import time
+
+    path = tmp_path / "chats.db"
+    # Opened at once on a new file: both run the migrations; the second finds them done.
+    opened: list[tuple[bool, list[str], str]] = []
+
+    def open_and_write(title: str) -> None:
+        store = ChatStore(path)
+        store.create(title, "m", ChatSettings())
+        opened.append((store.saving, store.notices, store.db.execute("PRAGMA journal_mode").fetchone()[0]))
+        store.close()
+
+    threads = [threading.Thread(target=open_and_write, args=(t,)) for t in ("a", "b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert opened == [(True, [], "wal")] * 2
+    a, b = ChatStore(path), ChatStore(path)
+    ca, cb = (c for c in sorted(a.conversations(), key=lambda c: c.title))
+
+    # A reader in the middle of a transaction does not stop the other's write (WAL) ...
+    a.db.execute("BEGIN")
+    a.db.execute("SELECT * FROM messages").fetchall()
+    b.add_message(cb.id, "user", "while a reads")
+    a.db.execute("COMMIT")
+    # ... and a writer waits for another chat's write instead of failing.
+    held = threading.Event()
+
+    def write_slowly():
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        other.execute("UPDATE conversations SET title = 'b2' WHERE id = ?", (cb.id,))
+        held.set()
+        time.sleep(0.5)
+        other.execute("COMMIT")
+        other.close()
+
+    t = threading.Thread(target=write_slowly)
+    t.start()
+    held.wait()
+    a.add_message(ca.id, "user", "while b writes")
+    t.join()
+    assert a.saving and b.saving
+    assert [m.content for m in a.messages(cb.id)] == ["while a reads"]
+    assert [m.content for m in b.messages(ca.id)] == ["while b writes"]
+    assert {c.title for c in a.conversations()} == {"a", "b2"}
+    a.close()
+    b.close()
+
+
+def test_a_chat_claims_its_conversation_until_it_closes(tmp_path):
+    import subprocess
+
+    path = tmp_path / "chats.db"
+    a, b = ChatStore(path), ChatStore(path)
+    one, two = a.create("one", "m", ChatSettings()), a.create("two", "m", ChatSettings())
+    a.claim(one.id)
+    assert b.open_elsewhere() == {one.id} and a.open_elsewhere() == set()
+    a.claim(two.id)  # one chat has one conversation open
+    assert b.open_elsewhere() == {two.id}
+    a.close()
+    assert b.open_elsewhere() == set()
+    # A chat that was killed leaves its claim behind; its process is gone, so it does not count.
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    b.db.execute("INSERT INTO open_chats (owner, pid, conversation_id) VALUES ('killed', ?, ?)", (gone.pid, one.id))
+    assert b.open_elsewhere() == set()
+    b.close()

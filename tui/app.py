@@ -39,14 +39,15 @@ from localspec.verify import SamplingParams
 from tui.engine_thread import Loader, StepFeed, heap_frozen, load_with_engine
 from tui.footer import KeyFooter
 from tui.keys import KeyedApp
-from tui.messages import EngineReady, LoadFailed, LoadProgress, ReplyDone, ReplyFailed
+from tui.messages import EngineReady, LoadFailed, LoadProgress, ReplyDone, ReplyFailed, TooLong, WindowMoved
 from tui.pairs import LoadRequest, PairChoice, pair_choices
 from tui.prompt import Prompt
-from tui.reply import ReplyView, SystemNote, UserMessage
+from tui.reply import MemoryMark, Notice, ReplyView, SystemNote, UserMessage
 from tui.screen import ChatScreen
 from tui.screens import ExportScreen, HistoryScreen, PairPickerScreen, SettingsScreen
 from tui.stats import StatsPanel
 from tui.store import ChatSettings, ChatStore, Conversation, title_for, to_markdown
+from tui.window import ROLLING, Turn, choose
 
 if TYPE_CHECKING:
     from localspec.engine import Engine
@@ -71,6 +72,7 @@ class ChatApp(KeyedApp):
         Binding("ctrl+f", "cycle_method", "Method", id="cycle_method", tooltip="Cycle the drafting method"),
         Binding("ctrl+t", "toggle_sources", "Colours", id="toggle_sources", tooltip="Colour tokens by origin / Markdown"),
         Binding("ctrl+n", "new_chat", "New", id="new_chat", show=False, tooltip="Start a new chat"),
+        Binding("f5", "continue_reply", "Continue", id="continue_reply", show=False, tooltip="Continue a reply the full context stopped"),
         Binding("ctrl+r", "regenerate", "Regenerate", id="regenerate", show=False, tooltip="Regenerate the last reply"),
         Binding("ctrl+o", "copy_reply", "Copy", id="copy_reply", show=False, tooltip="Copy the focused or last reply"),
         Binding("ctrl+s", "export", "Export", id="export", show=False, tooltip="Export the chat to Markdown"),
@@ -113,6 +115,7 @@ class ChatApp(KeyedApp):
         self.clock = time.monotonic
         self.flushes = 0  # batches drawn (the tests count them)
         self._blink = True
+        self._history_ids: list[int] = []  # the messages of the turn being answered, by index
         self._ui_cpu_at = self._ui_wall_at = 0.0  # this (the UI) thread's CPU time, and the clock, when the reply began
 
     def get_default_screen(self) -> ChatScreen:
@@ -139,9 +142,12 @@ class ChatApp(KeyedApp):
         self.prompt.placeholder = f"Message · {keys['send']} sends · {keys['newline']} new line · {keys['help']} keys"
         self.chat_view.anchor()
         self._flusher = self.set_interval(self.FLUSH_S, self._flush, pause=True)
-        recent = self.store.conversations(limit=1)
-        if recent:
-            await self._open_conversation(recent[0].id)
+        # The most recent chat, unless another running chat has it open: then this one starts anew.
+        elsewhere = self.store.open_elsewhere()
+        recent = next((c for c in self.store.conversations() if c.id not in elsewhere), None)
+        if recent is not None:
+            await self._open_conversation(recent.id)
+        self.say_store_notices()
         self._start_load(self.request)
         self.prompt.focus()
 
@@ -189,9 +195,7 @@ class ChatApp(KeyedApp):
         self.post_message(EngineReady())
 
     @work(thread=True, group="generate", exit_on_error=False)
-    def _generate(
-        self, messages: list[dict[str, str]], options: GenerateOptions, reply: ReplyView, feed: StepFeed
-    ) -> None:
+    def _generate(self, turn: Turn, options: GenerateOptions, reply: ReplyView, feed: StepFeed) -> None:
         cancel = self._cancel
         with self._engine_lock:
             engine = self.engine
@@ -199,8 +203,17 @@ class ChatApp(KeyedApp):
                 self.post_message(ReplyFailed(reply, "no model loaded"))
                 return
             try:
+                # Which turns the model sees (tui.window): tokenizing the conversation
+                # a few times, here rather than on the UI thread.
+                window = choose(engine, turn)
+                if window.n_prompt >= engine.n_ctx:
+                    self.post_message(TooLong(reply, window.n_prompt, engine.n_ctx))
+                    return
+                if window.start != turn.start:
+                    self.post_message(WindowMoved(window.start))
+                messages = turn.messages(window.start)
                 with heap_frozen():
-                    generation = engine.chat(messages, options, cancel)
+                    generation = engine.chat(messages, options, cancel, continuation=turn.continuation, cut=window.cut)
                     for event in generation:
                         feed.put(event)
                 assert generation.result is not None
@@ -280,7 +293,11 @@ class ChatApp(KeyedApp):
         if reply is self.reply:
             await self._flush(final=True)
         self._streaming(False)
-        await reply.finish(result.text, result.stop_reason, result.counters)
+        full = result.stop_reason == "context_full"
+        hint = self.continue_hint() if full else ""
+        # A continuation cancelled before its first token keeps what the reply was.
+        stop = result.stop_reason if result.text or not reply.prefix else reply.stop_reason or result.stop_reason
+        await reply.finish(reply.prefix + result.text, stop, result.counters, hint)
         plain = self._plain_rate()
         if reply.stats is not None:
             # What the panel compared with, and the share of a core the UI thread
@@ -289,35 +306,106 @@ class ChatApp(KeyedApp):
             wall = time.monotonic() - self._ui_wall_at
             reply.stats["ui_cpu_share"] = (time.thread_time() - self._ui_cpu_at) / wall if wall > 0 else None
         self.stats.show_counters(result.counters, plain)
-        if result.stop_reason == "cancelled" and not result.text:
+        if result.stop_reason == "cancelled" and not reply.text:
             await reply.remove()
             self.reply = None
         else:
-            self._save_reply(reply, result.stop_reason, None)
-        if result.stop_reason == "context_full":
-            new = self.key_for("new_chat")
-            self.notify(f"The context is full; the reply stopped there. {new} starts a new chat.", severity="error")
+            self._save_reply(reply, stop, None)
+        if full and not hint:
+            await self.say_context_full()
         self.refresh_bindings()
 
     async def on_reply_failed(self, message: ReplyFailed) -> None:
+        await self._drop_reply(message.reply)
+        self.notify(message.error, title="Reply failed", severity="error", timeout=15)
+
+    async def _drop_reply(self, reply: ReplyView) -> None:
+        """A reply that never started: gone, or a continuation back as it was."""
         self._streaming(False)
         self._feed.take()
         self._unshown = []
-        await message.reply.remove()
+        if reply.prefix:
+            await reply.finish(reply.prefix, reply.stop_reason or "context_full", None)
+        else:
+            await reply.remove()
         self.reply = None
         self.refresh_bindings()
-        self.notify(message.error, title="Reply failed", severity="error", timeout=15)
+
+    async def say(self, text: str) -> None:
+        """A line from the chat itself, in the conversation (not a toast)."""
+        await self.chat_view.mount(Notice(text))
+        self.chat_view.anchor()
 
     def _save_reply(self, reply: ReplyView, stop_reason: str, counters) -> None:
-        if reply.message_id is None and self.conversation is not None:
+        if self.conversation is not None and (reply.message_id is None or reply.prefix):
             stats = reply.stats or (counters.to_dict() | {"methods": reply.methods} if counters else None)
-            stored = self.store.add_message(
-                self.conversation.id, "assistant", reply.text,
-                stop_reason=stop_reason, sources=reply.sources(), stats=stats,
-            )  # fmt: skip
-            reply.message_id = stored.id
+            if reply.message_id is None:
+                stored = self.store.add_message(
+                    self.conversation.id, "assistant", reply.text,
+                    stop_reason=stop_reason, sources=reply.sources(), stats=stats,
+                )  # fmt: skip
+                reply.message_id = stored.id
+            else:  # a continuation: the same message, grown
+                self.store.update_message(
+                    reply.message_id, reply.text, stop_reason=stop_reason, sources=reply.sources(), stats=stats
+                )
+            self.say_store_notices()
         if reply is self.reply:
             self.reply = None
+
+    def say_store_notices(self) -> None:
+        """What the store has to tell (history moved aside, not being saved), once,
+        at the end of the conversation. The reply stays on screen whatever the file did."""
+        while self.store.notices and not self._closing:
+            self.chat_view.mount(Notice(self.store.notices.pop(0)))
+
+    # -- past the context (which turns the model sees: tui.window) ------------------
+
+    async def on_too_long(self, message: TooLong) -> None:
+        await self._drop_reply(message.reply)
+        n, n_ctx = message.n_prompt, message.n_ctx
+        if self.settings.overflow == ROLLING:
+            what = "This message and the system prompt take" if self.settings.system else "This message takes"
+            await self.say(
+                f"{what} {n} tokens and the context holds {n_ctx}: no room for a reply. "
+                "Shorten it, or start localspec chat with a larger --n-ctx."
+            )
+        else:
+            await self.say(
+                f"The conversation takes {n} tokens and the context holds {n_ctx}: the model cannot take "
+                f"another turn. {self._ways_on()}"
+            )
+
+    async def say_context_full(self) -> None:
+        n_ctx = getattr(self.engine, "n_ctx", None)
+        size = f" ({n_ctx} tokens)" if n_ctx else ""
+        await self.say(f"The context{size} is full; the reply stopped there. {self._ways_on()}")
+
+    def _ways_on(self) -> str:
+        return (
+            f"{self.key_for('new_chat')} starts a new chat; a larger --n-ctx holds more; "
+            f"the rolling window ({self.key_for('settings')}) lets the oldest turns go."
+        )
+
+    def continue_hint(self) -> str:
+        """For the note of a reply the full context stopped, under the rolling window."""
+        return f"{self.key_for('continue_reply')} continues" if self.settings.overflow == ROLLING else ""
+
+    async def on_window_moved(self, message: WindowMoved) -> None:
+        if self.conversation is None or message.start >= len(self._history_ids):
+            return
+        first = self._history_ids[message.start] if message.start > 0 else None
+        self.store.set_memory_from(self.conversation.id, first)
+        self.conversation = replace(self.conversation, memory_from=first)
+        await self._place_mark(first)
+
+    async def _place_mark(self, message_id: int | None) -> None:
+        """The thin line above the first message the model still sees."""
+        await self.chat_view.query(MemoryMark).remove()
+        for widget in self.chat_view.query(UserMessage):
+            if message_id is not None and widget.message_id == message_id:
+                await self.chat_view.mount(MemoryMark(), before=widget)
+                return
 
     # -- chatting ---------------------------------------------------------------
 
@@ -328,8 +416,10 @@ class ChatApp(KeyedApp):
         self.prompt.clear()
         if self.conversation is None:
             self.conversation = self.store.create(title_for(text), self._model_label(), self.settings)
-        self.store.add_message(self.conversation.id, "user", text)
-        await self.chat_view.mount(UserMessage(text))
+            self.store.claim(self.conversation.id)
+        stored = self.store.add_message(self.conversation.id, "user", text)
+        await self.chat_view.mount(UserMessage(text, stored.id))
+        self.say_store_notices()
         await self._start_reply()
 
     def _can_generate(self) -> bool:
@@ -341,13 +431,29 @@ class ChatApp(KeyedApp):
             return True
         return False
 
-    async def _start_reply(self) -> None:
+    async def _start_reply(self, continuing: ReplyView | None = None) -> None:
+        """Ask for a reply to the conversation; or, `continuing` a reply the full
+        context stopped (the last message), for the rest of it."""
         assert self.conversation is not None
         s = self.settings
-        messages = [{"role": "system", "content": s.system}] if s.system else []
-        messages += [{"role": m.role, "content": m.content} for m in self.store.messages(self.conversation.id)]
-        reply = ReplyView(self.show_sources)
-        await self.chat_view.mount(reply)
+        history = self.store.messages(self.conversation.id)
+        if continuing is not None:
+            history = history[:-1]
+        self._history_ids = ids = [m.id for m in history]
+        start = ids.index(self.conversation.memory_from) if self.conversation.memory_from in ids else 0
+        turn = Turn(
+            s.system, [{"role": m.role, "content": m.content} for m in history], start, s.overflow, s.max_tokens,
+            continuation=continuing.text if continuing is not None else "",
+        )  # fmt: skip
+        for old in self.chat_view.query(ReplyView):
+            if old.hint and old is not continuing:  # what it said to do is past
+                old.set_hint("")
+        if continuing is not None:
+            reply = continuing
+            reply.resume()
+        else:
+            reply = ReplyView(self.show_sources)
+            await self.chat_view.mount(reply)
         self.chat_view.anchor()
         self.reply = reply
         self._cancel = threading.Event()
@@ -356,19 +462,21 @@ class ChatApp(KeyedApp):
         self.refresh_bindings()
         options = GenerateOptions(max_tokens=s.max_tokens, sampling=SamplingParams(temp=s.temperature, top_p=s.top_p))
         self._streaming(True)
-        self._generate(messages, options, reply, self._feed)
+        self._generate(turn, options, reply, self._feed)
 
     async def _open_conversation(self, conversation_id: int) -> None:
         conversation = self.store.get(conversation_id)
         if conversation is None:
             return
         self.conversation = conversation
+        self.store.claim(conversation.id)
         self.settings = conversation.settings
         await self.chat_view.remove_children()
         widgets = [SystemNote(self.settings.system)]
         for m in self.store.messages(conversation.id):
-            widgets.append(UserMessage(m.content) if m.role == "user" else ReplyView(self.show_sources, m))
+            widgets.append(UserMessage(m.content, m.id) if m.role == "user" else ReplyView(self.show_sources, m))
         await self.chat_view.mount_all(widgets)
+        await self._place_mark(conversation.memory_from)
         self.chat_view.anchor()
         self.stats.start_reply()
 
@@ -458,6 +566,7 @@ class ChatApp(KeyedApp):
         if self._busy("start a new chat"):
             return
         self.conversation = None
+        self.store.claim(None)
         await self.chat_view.remove_children()
         await self.chat_view.mount(SystemNote(self.settings.system))
         self.stats.start_reply()
@@ -477,6 +586,20 @@ class ChatApp(KeyedApp):
             self.notify("Nothing to regenerate.")
             return
         await self._start_reply()
+
+    async def action_continue_reply(self) -> None:
+        """Go on with a reply that filled the context, in the window freed by
+        letting the oldest turns go (tui.window)."""
+        if self.conversation is None or not self._can_generate():
+            return
+        history = self.store.messages(self.conversation.id)
+        replies = self.chat_view.query(ReplyView)
+        last = replies.last() if replies else None
+        if not (history and last is not None and history[-1].id == last.message_id
+                and history[-1].stop_reason == "context_full"):  # fmt: skip
+            self.notify("Only the last reply, stopped by a full context, can be continued.")
+            return
+        await self._start_reply(continuing=last)
 
     def action_copy_reply(self) -> None:
         reply = self.focused if isinstance(self.focused, ReplyView) else None
@@ -508,11 +631,17 @@ class ChatApp(KeyedApp):
 
     def action_chats(self) -> None:
         if not self._busy("switch chats"):
-            self.push_screen(HistoryScreen(self.store.conversations(), self._delete_chat), self._chat_chosen)
+            elsewhere = frozenset(self.store.open_elsewhere())
+            self.push_screen(HistoryScreen(self.store.conversations(), self._delete_chat, elsewhere), self._chat_chosen)
 
     async def _chat_chosen(self, conversation_id: int | None) -> None:
-        if conversation_id is not None:
-            await self._open_conversation(conversation_id)
+        if conversation_id is None:
+            return
+        if conversation_id in self.store.open_elsewhere():
+            # Allowed (a claim may outlive a chat that was killed), but each chat
+            # then adds to the same history without seeing the other's turns.
+            self.notify("This chat is open in another localspec chat too; replies there will not show here.")
+        await self._open_conversation(conversation_id)
 
     def _delete_chat(self, conversation_id: int) -> None:
         self.store.delete(conversation_id)

@@ -48,3 +48,21 @@ class ReplyFailed(Message):
         super().__init__()
         self.reply = reply
         self.error = error
+
+
+class WindowMoved(Message):
+    """The oldest turns left the model's context: it now begins at history[start]."""
+
+    def __init__(self, start: int):
+        super().__init__()
+        self.start = start
+
+
+class TooLong(Message):
+    """The turn does not fit the context, so no reply was asked for."""
+
+    def __init__(self, reply: ReplyView, n_prompt: int, n_ctx: int):
+        super().__init__()
+        self.reply = reply
+        self.n_prompt = n_prompt
+        self.n_ctx = n_ctx

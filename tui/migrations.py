@@ -28,6 +28,15 @@ def applied(db: sqlite3.Connection) -> list[str]:
     return [r[0] for r in rows]
 
 
+def unknown(db: sqlite3.Connection) -> list[str]:
+    """Migrations this database has had that this version does not know: it was
+    written by a newer localspec. Reads only (and is the first read of the file)."""
+    if not db.execute("SELECT 1 FROM sqlite_master WHERE name = '_migrations'").fetchall():
+        return []
+    known = {fn.__name__ for fn in MIGRATIONS}
+    return [name for name in applied(db) if name not in known]
+
+
 def migrate(db: sqlite3.Connection, upto: str | None = None) -> list[str]:
     """Apply the migrations not yet recorded (stopping after `upto` if given);
     returns the names applied now. `db` must be in autocommit mode
@@ -36,22 +45,32 @@ def migrate(db: sqlite3.Connection, upto: str | None = None) -> list[str]:
     done = set(applied(db))
     now_applied = []
     for fn in MIGRATIONS:
-        if fn.__name__ not in done:
-            db.execute("BEGIN")
-            try:
-                fn(db)
-                db.execute(
-                    "INSERT INTO _migrations (name, applied_at) VALUES (?, ?)",
-                    (fn.__name__, datetime.now(timezone.utc).isoformat()),
-                )
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
+        if fn.__name__ not in done and _apply(db, fn):
             now_applied.append(fn.__name__)
         if fn.__name__ == upto:
             break
     return now_applied
+
+
+def _apply(db: sqlite3.Connection, fn: Migration) -> bool:
+    # IMMEDIATE: two chats opening one new file at once both find the migration
+    # missing; the second waits for the first's write lock (the busy timeout)
+    # and then, looking again inside its own transaction, finds it done.
+    db.execute("BEGIN IMMEDIATE")
+    if db.execute("SELECT 1 FROM _migrations WHERE name = ?", (fn.__name__,)).fetchall():
+        db.execute("COMMIT")
+        return False
+    try:
+        fn(db)
+        db.execute(
+            "INSERT INTO _migrations (name, applied_at) VALUES (?, ?)",
+            (fn.__name__, datetime.now(timezone.utc).isoformat()),
+        )
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+    return True
 
 
 @migration
@@ -89,3 +108,25 @@ def m002_reply_details(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE messages ADD COLUMN stop_reason TEXT")
     db.execute("ALTER TABLE messages ADD COLUMN sources TEXT")
     db.execute("ALTER TABLE messages ADD COLUMN stats TEXT")
+
+
+@migration
+def m003_context_overflow(db: sqlite3.Connection) -> None:
+    # What the chat does when the conversation outgrows the context ("rolling":
+    # the oldest turns leave the model's context, "stop"), and the message the
+    # model's memory begins at under the rolling window (NULL: the first).
+    db.execute("ALTER TABLE conversations ADD COLUMN overflow TEXT NOT NULL DEFAULT 'rolling'")
+    db.execute("ALTER TABLE conversations ADD COLUMN memory_from INTEGER")
+
+
+@migration
+def m004_open_chats(db: sqlite3.Connection) -> None:
+    # Which conversation each running chat has open (its process and its store),
+    # so a second chat started meanwhile opens another one (tui.store.ChatStore.claim).
+    db.execute(
+        """CREATE TABLE open_chats (
+            owner TEXT PRIMARY KEY,
+            pid INTEGER NOT NULL,
+            conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE
+        )"""
+    )

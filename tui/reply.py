@@ -43,9 +43,27 @@ class UserMessage(Static):
     }
     """
 
-    def __init__(self, text: str):
+    def __init__(self, text: str, message_id: int | None = None):
         super().__init__(Content(text), markup=False)
         self.text = text
+        self.message_id = message_id
+
+
+class MemoryMark(Static):
+    """Where the model's memory begins: the turns above it have left its
+    context (the rolling window, tui.window); they stay here and in the history."""
+
+    DEFAULT_CSS = """
+    MemoryMark {
+        margin: 1 0 0 0;
+        color: $text-muted;
+        text-align: center;
+    }
+    """
+
+    def __init__(self) -> None:
+        text = "── the model's memory begins here: the turns above have left its context ──"
+        super().__init__(text, markup=False)
 
 
 class SystemNote(Static):
@@ -67,6 +85,24 @@ class SystemNote(Static):
     def show(self, system: str) -> None:
         self.update(Content.assemble(("system  ", "bold"), system))
         self.display = bool(system)
+
+
+class Notice(Static):
+    """What the chat itself has to say (the history is not being saved, the
+    context is full …), in the conversation where it happened, not in a toast."""
+
+    DEFAULT_CSS = """
+    Notice {
+        margin: 1 8 0 0;
+        padding: 0 1;
+        color: $text-warning;
+        border-left: thick $warning;
+    }
+    """
+
+    def __init__(self, text: str):
+        super().__init__(Content(text), markup=False)
+        self.text = text
 
 
 class ReplyView(Vertical, can_focus=True):
@@ -104,6 +140,8 @@ class ReplyView(Vertical, can_focus=True):
         self.stop_reason: str | None = message.stop_reason if message else None
         self.stats: dict | None = message.stats if message else None
         self.streaming = message is None
+        self.prefix = ""  # the text it had when a continuation began (resume)
+        self.hint = ""  # what to do next, on the note line (a full context: the key that continues)
         self.methods: list[str] = []  # drafting methods the steps used, in order of first use
         if message is not None:
             self._runs_from_stored(message.content, message.sources)
@@ -149,12 +187,26 @@ class ReplyView(Vertical, can_focus=True):
                 self._stream = Markdown.get_stream(self._markdown)
             await self._stream.write(delta)
 
-    async def finish(self, text: str, stop_reason: str, counters: Counters) -> None:
+    def resume(self) -> None:
+        """Stream again, after its text: a reply the full context stopped, continued."""
+        self.prefix = self.text
+        self.streaming = True
+        self._tokens.block = MIN_PAGE
+        self.set_hint("")
+
+    def set_hint(self, hint: str) -> None:
+        self.hint = hint
+        self._note_line.update(self._note())
+
+    async def finish(self, text: str, stop_reason: str, counters: Counters | None, hint: str = "") -> None:
+        """The reply has ended (`counters`: of this generation; None keeps the stats it had)."""
         self.streaming = False
         self._tokens.block = 1
         self.text = text
         self.stop_reason = stop_reason
-        self.stats = counters.to_dict() | {"methods": self.methods}
+        self.hint = hint
+        if counters is not None:
+            self.stats = counters.to_dict() | {"methods": self.methods}
         await self._stop_stream()
         if not self.show_sources:
             await self._markdown.update(self.text)
@@ -213,6 +265,8 @@ class ReplyView(Vertical, can_focus=True):
             parts.append("context full")
         elif self.stop_reason == "max_tokens":
             parts.append("max tokens reached")
+        if self.hint:  # right after why it stopped: what to do about it
+            parts.append(self.hint)
         if not self.text:
             parts.append("empty reply")
         if self.stats:

@@ -11,11 +11,17 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.content import Content
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, LoadingIndicator, OptionList, Static, TextArea
+from textual.widgets import Button, Input, Label, LoadingIndicator, OptionList, Select, Static, TextArea
 from textual.widgets.option_list import Option
 
 from tui.pairs import LoadRequest, PairChoice
 from tui.store import ChatSettings, Conversation, local_time
+from tui.window import ROLLING, STOP
+
+OVERFLOW = [
+    ("Rolling window: the oldest turns leave the model's memory", ROLLING),
+    ("Stop: say so; a new chat or a larger --n-ctx goes on", STOP),
+]
 
 MODAL_CSS = """
 {name} {{
@@ -81,15 +87,19 @@ class HistoryScreen(ModalScreen[int | None]):
         Binding("delete", "delete", "Delete chat", id="history_delete"),
     ]
 
-    def __init__(self, conversations: list[Conversation], delete: Callable[[int], None]):
+    def __init__(
+        self, conversations: list[Conversation], delete: Callable[[int], None], elsewhere: frozenset[int] = frozenset()
+    ):
         super().__init__()
         self.conversations = conversations
         self.delete = delete
+        self.elsewhere = elsewhere  # open in another running chat
 
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Label("Chats", classes="title")
-            yield OptionList(*(Option(self._label(c), id=str(c.id)) for c in self.conversations))
+            labels = ((c, self._label(c, c.id in self.elsewhere)) for c in self.conversations)
+            yield OptionList(*(Option(label, id=str(c.id)) for c, label in labels))
             yield Label("Enter: open · Delete: delete · Esc: close", classes="hint")
 
     def on_mount(self) -> None:
@@ -98,8 +108,10 @@ class HistoryScreen(ModalScreen[int | None]):
         options.focus()
 
     @staticmethod
-    def _label(c: Conversation) -> Content:
+    def _label(c: Conversation, elsewhere: bool = False) -> Content:
         details = f"\n{local_time(c.updated_at)} · {c.n_messages} messages · {c.model}"
+        if elsewhere:
+            details += " · open in another chat"
         return Content.assemble(c.title, (details, "$text-muted"))
 
     @on(OptionList.OptionSelected)
@@ -109,7 +121,10 @@ class HistoryScreen(ModalScreen[int | None]):
     def action_delete(self) -> None:
         options = self.query_one(OptionList)
         option = options.highlighted_option
-        if option is not None:
+        if option is not None and int(option.id) in self.elsewhere:
+            # Its chat would go on writing to a conversation that is gone.
+            self.notify("This chat is open in another localspec chat; quit it there first.", severity="warning")
+        elif option is not None:
             self.delete(int(option.id))
             options.remove_option(option.id)
 
@@ -172,7 +187,7 @@ class PairPickerScreen(ModalScreen[LoadRequest | None]):
 
 
 class SettingsScreen(ModalScreen[ChatSettings | None]):
-    """System prompt and sampling of the current chat."""
+    """System prompt, sampling and context overflow policy of the current chat."""
 
     DEFAULT_CSS = MODAL_CSS.format(name="SettingsScreen") + """
     SettingsScreen TextArea { height: 6; }
@@ -202,6 +217,8 @@ class SettingsScreen(ModalScreen[ChatSettings | None]):
                     with Vertical():
                         yield Label(label)
                         yield Input(value, id=id, type="integer" if id == "max_tokens" else "number")
+            yield Label("When the conversation outgrows the context")
+            yield Select(OVERFLOW, value=s.overflow, allow_blank=False, id="overflow")
             with Horizontal():
                 yield Button("Save", variant="primary", id="save")
                 yield Button("Cancel", id="cancel")
@@ -220,7 +237,8 @@ class SettingsScreen(ModalScreen[ChatSettings | None]):
             self.notify("need temperature ≥ 0, 0 < top-p ≤ 1 and max tokens ≥ 1", severity="error")
             return
         system = self.query_one("#system", TextArea).text.strip()
-        self.dismiss(ChatSettings(system, temperature, top_p, max_tokens))
+        overflow = str(self.query_one("#overflow", Select).value)
+        self.dismiss(ChatSettings(system, temperature, top_p, max_tokens, overflow))
 
     @on(Button.Pressed, "#cancel")
     def _cancel(self) -> None:
