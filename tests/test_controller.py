@@ -295,6 +295,23 @@ class ScriptedLookup:
         return 0
 
 
+def lookup_steps(planner: Planner, lookup: ScriptedLookup, context: list[int], curve: dict, n_steps: int) -> list[int]:
+    """The loop's way, `n_steps` times: plan, draft with `lookup`, keep the
+    agreed prefix plus the truth's next token (in place), record. Returns the
+    draft lengths."""
+    truth, ks = lookup.truth, []
+    for _ in range(n_steps):
+        method, _, k, _ = planner.plan(context)
+        draft = lookup.propose(context, k, None, None).tokens if method == "lookup" else []
+        accepted = 0
+        while accepted < len(draft) and draft[accepted] == truth[len(context) + accepted]:
+            accepted += 1
+        context.extend(truth[len(context) : len(context) + accepted + 1])
+        planner.record(step(method, len(draft), accepted, curve[len(draft) + 1]))
+        ks.append(len(draft))
+    return ks
+
+
 def test_auto_follows_the_text_in_and_out_of_copying_without_probes():
     """Lookup drafts pay while the text copies, stop when it does not, and
     resume as soon as it copies again: plain steps score the proposals too."""
@@ -305,17 +322,7 @@ def test_auto_follows_the_text_in_and_out_of_copying_without_probes():
 
     def run(n_steps: int, copying: bool) -> list[int]:
         lookup.copying = copying
-        ks = []
-        for _ in range(n_steps):
-            method, _, k, _ = planner.plan(context)
-            draft = lookup.propose(context, k, None, None).tokens if method == "lookup" else []
-            accepted = 0
-            while accepted < len(draft) and draft[accepted] == truth[len(context) + accepted]:
-                accepted += 1
-            context.extend(truth[len(context) : len(context) + accepted + 1])  # in place, as the loop does
-            planner.record(step(method, len(draft), accepted, CPU_CURVE[len(draft) + 1]))
-            ks.append(len(draft))
-        return ks
+        return lookup_steps(planner, lookup, context, CPU_CURVE, n_steps)
 
     copy1 = run(40, True)
     novel = run(60, False)
@@ -391,15 +398,7 @@ def copy_run(curve: dict[int, float], n_steps: int = 40) -> list[int]:
     truth = list(range(10_000))
     lookup = ScriptedLookup(truth)
     planner = Rig(curve_costs(curve), {"lookup": lookup}, lookup).planner
-    context = truth[:10]
-    ks = []
-    for _ in range(n_steps):
-        method, _, k, _ = planner.plan(context)
-        draft = lookup.propose(context, k, None, None).tokens if method == "lookup" else []
-        context.extend(truth[len(context) : len(context) + len(draft) + 1])
-        planner.record(step(method, len(draft), len(draft), curve[len(draft) + 1]))
-        ks.append(len(draft))
-    return ks
+    return lookup_steps(planner, lookup, truth[:10], curve, n_steps)
 
 
 def test_a_long_copy_on_a_flat_curve_drafts_past_k_max():
@@ -425,17 +424,7 @@ def test_after_a_long_copy_a_new_reply_starts_with_short_drafts():
 
     def reply(copying: bool, n_steps: int) -> list[int]:
         lookup.copying = copying
-        context, ks = truth[:10], []  # a new list: a new reply
-        for _ in range(n_steps):
-            method, _, k, _ = planner.plan(context)
-            draft = lookup.propose(context, k, None, None).tokens if method == "lookup" else []
-            accepted = 0
-            while accepted < len(draft) and draft[accepted] == truth[len(context) + accepted]:
-                accepted += 1
-            context.extend(truth[len(context) : len(context) + accepted + 1])
-            planner.record(step(method, len(draft), accepted, ZEN4_CURVE[len(draft) + 1]))
-            ks.append(len(draft))
-        return ks
+        return lookup_steps(planner, lookup, truth[:10], ZEN4_CURVE, n_steps)  # a new list: a new reply
 
     copied = reply(True, 30)
     assert copied[-1] == 63 and max(copied[:2]) <= K_MAX  # it ramped up, from short drafts
