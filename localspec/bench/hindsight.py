@@ -11,11 +11,11 @@ and the cheapest way to produce the text is a shortest path:
 
 (k = 0 is a plain step: one row, one token; L is the set of draft lengths
 the planner may choose on the machine: every k up to K_MAX and the longer
-ones whose verify size was measured, controller.draft_lengths). A draft model that is always
-right lifts the bound on k: it drafts what lookup does not cover, at
-draft(k - a(i)) more (lookup first, the model after it, as draft+lookup
-does; its catch-up on tokens it did not draft is left free, which only
-raises the bound). Plain decoding costs N · verify(1), so N · verify(1) / C(0)
+ones whose verify size was measured, controller.draft_lengths). A draft
+model that is always right lifts the bound on k: it drafts what lookup does
+not cover, at draft(k - a(i)) more (lookup first, the model after it, as
+draft+lookup does; its catch-up on tokens it did not draft is left free,
+which only raises the bound). Plain decoding costs N · verify(1), so N · verify(1) / C(0)
 is the speedup a planner with perfect foresight would reach with these
 drafters at these costs. No online planner can beat it (run-to-run noise
 apart), which makes it the yardstick for a target ratio a run did not meet.
