@@ -75,12 +75,26 @@ def test_fetch_and_registry_do_not_import_each_other():
     assert "localspec.registry" in mods["localspec.fetch"]  # fetch is the one above
 
 
-def test_run_chat_and_serve_never_load_matplotlib():
-    # matplotlib is the [bench] extra; everything a plain `pip install localspec` runs must do without it.
+def assert_never_loaded(imports: str, prefixes: tuple[str, ...]) -> None:
+    """In a fresh interpreter, importing `imports` loads no module whose name
+    is one of `prefixes` less a trailing dot, or starts with one of them."""
+    names = tuple(p.rstrip(".") for p in prefixes if p.endswith("."))
     code = (
-        "import sys, localspec.cli, localspec.engine, localspec.server.app, localspec.commands.run, "
-        "localspec.commands.chat, localspec.commands.serve, tui.app; "
-        "bad = [m for m in sys.modules if m.split('.')[0] == 'matplotlib']; assert not bad, bad"
+        f"import sys, {imports}; "
+        f"bad = [m for m in sys.modules if m in {names!r} or m.startswith({prefixes!r})]; assert not bad, bad"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_run_chat_and_serve_never_load_matplotlib():
+    # matplotlib is the [bench] extra; everything a plain `pip install localspec` runs must do without it.
+    assert_never_loaded(
+        "localspec.cli, localspec.engine, localspec.server.app, localspec.commands.run, "
+        "localspec.commands.chat, localspec.commands.serve, tui.app",
+        ("matplotlib.",),
+    )
+
+
+def test_the_engine_side_never_imports_the_ui():
+    assert_never_loaded("localspec.cli, localspec.engine, localspec.commands.chat", ("tui.", "textual"))

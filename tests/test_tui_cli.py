@@ -42,13 +42,3 @@ def test_without_a_terminal_it_says_so():
         capture_output=True, text=True, stdin=subprocess.DEVNULL,
     )  # fmt: skip
     assert proc.returncode != 0 and "needs a terminal" in proc.stderr
-
-
-def test_the_engine_side_never_imports_the_ui():
-    code = (
-        "import sys, localspec.cli, localspec.engine, localspec.commands.chat; "
-        "bad = [m for m in sys.modules if m == 'tui' or m.startswith(('tui.', 'textual'))]; "
-        "assert not bad, bad"
-    )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
