@@ -54,9 +54,11 @@ def _key(p: Path, n_threads: int, n_gpu_layers: int) -> str:
     return f"{p.name}:{st.st_size}:{int(st.st_mtime)}:t{n_threads}:ngl{n_gpu_layers}:cpu{cpu}"
 
 
-def seed_tokens(model) -> list[int]:
-    """Tokens to time decodes with: code, long enough for a prefix and 64 rows."""
-    return model.tokenize("def f(x):\n    return x * 2\n" * 20, add_special=False, parse_special=False) * 2
+def seed_tokens(model, rows: int = max(TILE_ROWS)) -> list[int]:
+    """Tokens to time decodes with: code, enough for the prefix and `rows` rows
+    (a slice that ran short would time fewer rows than it claims)."""
+    unit = model.tokenize("def f(x):\n    return x * 2\n" * 20, add_special=False, parse_special=False)
+    return unit * -(-(PREFIX + rows) // len(unit))
 
 
 def time_rows(ctx: Context, rows: tuple[int, ...], tokens: list[int], repeats: int = REPEATS) -> dict[int, float]:
@@ -64,6 +66,8 @@ def time_rows(ctx: Context, rows: tuple[int, ...], tokens: list[int], repeats: i
     `repeats`: the least-disturbed measurement. The prefix is decoded once; the
     repeats go round all sizes so a slow moment does not fall on one size."""
     prefix = _prefix(ctx, max(rows))
+    if len(tokens) < prefix + max(rows):
+        raise ValueError(f"{len(tokens)} tokens cannot time {max(rows)} rows after a prefix of {prefix}")
     ctx.truncate(0)
     ctx.decode(tokens[:prefix], logits="none")
     best = {n: float("inf") for n in rows}

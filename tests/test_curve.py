@@ -88,3 +88,19 @@ def test_the_layout_command_writes_the_file_and_compares_it_here(smollm2_path, t
     assert int(total) == 3 * 48 and 0 < int(got) <= int(total)
     assert f"localspec run --target {out}" in printed
     assert main(["layout", str(smollm2_path), "--to", "q5_x"]) == 2
+
+
+def test_long_row_counts_are_timed_in_full(smollm2_path, capsys):
+    """Rows past what calibration needs get seed tokens enough for all of them
+    (time_rows refuses a slice that would run short rather than time fewer)."""
+    from localspec import calibrate
+    from localspec.backend import Context, Model
+
+    assert main(["curve", str(smollm2_path), "--rows", "400", "--repeats", "1", "--json"]) == 0
+    assert "400" in json.loads(capsys.readouterr().out)["models"][0]["verify_s"]
+    model = Model(smollm2_path)
+    ctx = Context(model, n_ctx=512)
+    with pytest.raises(ValueError):
+        calibrate.time_rows(ctx, (1, 300), calibrate.seed_tokens(model, 64))
+    ctx.close()
+    model.close()

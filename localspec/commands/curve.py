@@ -60,7 +60,7 @@ def measure_files(paths: list, rows: tuple[int, ...], repeats: int, n_threads: i
             ctx = Context(model, n_ctx=calibrate.PREFIX + most + 1, n_batch=max(512, most), n_threads=n_threads)
             loaded.append(ctx)
         contexts = loaded[1::2]
-        tokens = [calibrate.seed_tokens(ctx.model) for ctx in contexts]
+        tokens = [calibrate.seed_tokens(ctx.model, most) for ctx in contexts]
         best = [{n: float("inf") for n in rows} for _ in contexts]
         for _ in range(repeats):
             for ctx, toks, b in zip(contexts, tokens, best):
