@@ -28,7 +28,13 @@ from localspec.costs import CostModel, RunningMean
 from localspec.drafters import Drafter, StepPlan
 from localspec.events import StepEvent
 
-LOOKUP_BUCKETS = 6  # match lengths 2..5 apart, 6 and longer together
+# Lookup's acceptance is learned per group of match lengths (the group's
+# least length): 2..5 apart, then 6-11, 12-23 and 24 or longer. A copy in
+# progress shows as a long match (llama.cpp's ngram-mod waits for 24 tokens
+# before it drafts 48-64), and on a steep verify curve only such a copy pays
+# a long draft, so the long matches must not share estimates with the 6-token ones.
+LOOKUP_BUCKETS = (2, 3, 4, 5, 6, 12, 24)
+LOOKUP_PRIORS = {2: 0.5, 3: 0.6, 4: 0.7, 5: 0.8, 6: 0.9, 12: 0.92, 24: 0.95}
 K_MAX = 8  # a verify batch of 9 rows: beyond that a model drafter's long tail is rarely accepted
 # Lookup may go on to this where calibration measured the rows (calibrate.py
 # prices 16, 32 and 64 rows on every machine, and sizes between where a right
@@ -62,7 +68,7 @@ def draft_lengths(costs: CostModel, cap: int) -> list[int]:
 
 def lookup_bucket(match_n: int) -> int:
     """The match-length group whose acceptance estimates a lookup proposal uses."""
-    return min(max(match_n, 2), LOOKUP_BUCKETS)
+    return max(b for b in LOOKUP_BUCKETS if b <= max(match_n, 2))
 
 
 class Acceptance:
@@ -255,8 +261,8 @@ class Planner:
             name: Acceptance(MODEL_PRIORS.get(name, DEFAULT_PRIOR)) for name in self._model_drafters()
         }
         # Lookup acceptance depends mostly on how long the matched n-gram was.
-        for n in range(2, LOOKUP_BUCKETS + 1):
-            self.acceptance[f"lookup{n}"] = Survival(0.3 + 0.1 * n)
+        for n in LOOKUP_BUCKETS:
+            self.acceptance[f"lookup{n}"] = Survival(LOOKUP_PRIORS[n])
         self.idle_steps: dict[str, int] = {}
         self.probe_after: dict[str, int] = {}
         self._probing = False

@@ -49,6 +49,11 @@ def common_prefix_len(a: list[int], b: list[int]) -> int:
     return i
 
 
+# How far back a match is measured (lookup_with_n's n): the planner's
+# longest match-length group starts at 24 (controller.LOOKUP_BUCKETS).
+MATCH_MAX = 64
+
+
 class NgramIndex:
     """Index of every n-gram (n_min <= n <= n_max) of the synced sequence.
 
@@ -162,5 +167,12 @@ class NgramIndex:
             draft = toks[src : src + min(k, period)]
             while len(draft) < k:
                 draft.append(draft[len(draft) - period])
+            if n == self.n_max:
+                # Past the index's longest key the match is measured by
+                # comparing backwards: a 24-token repeat is a copy in
+                # progress, which the index would need 16 more dict
+                # updates per token to tell from an 8-token one.
+                while n < MATCH_MAX and match_end - n >= 0 and toks[match_end - n] == toks[end - n]:
+                    n += 1
             return draft, n
         return [], 0

@@ -433,6 +433,23 @@ def test_after_a_long_copy_a_new_reply_starts_with_short_drafts():
     assert sum(ZEN4_CURVE[k + 1] for k in wrong) < 2 * 20 * ZEN4_CURVE[1]
 
 
+def test_long_matches_are_trusted_apart_from_short_ones():
+    """A text whose 6-token matches lead nowhere, then copies a passage (a
+    30-token match, as an edit re-emitting unchanged code shows): the copy is
+    drafted from its first steps, and long, since what the short matches
+    taught is kept apart from the long ones (ngram-mod's signal)."""
+    truth = list(range(10_000))
+    lookup = ScriptedLookup(truth)
+    planner = Rig(curve_costs(ZEN4_CURVE), {"lookup": lookup}, lookup).planner
+    context = truth[:10]
+    lookup.copying, lookup.last_match_n = False, 6
+    lookup_steps(planner, lookup, context, ZEN4_CURVE, 40)
+    assert planner.plan(context).k == 0  # short matches have stopped paying
+    lookup.copying, lookup.last_match_n = True, 30
+    copied = lookup_steps(planner, lookup, context, ZEN4_CURVE, 25)
+    assert all(k > 0 for k in copied[:3]) and copied[-1] == 63
+
+
 def test_a_short_right_copy_on_the_zen4_curve_takes_a_whole_tile():
     """A 15-token proposal that is always right: 16 rows for 8.5 steps beat any
     shorter draft (12 rows cost more than 16). With 14 it takes the longest

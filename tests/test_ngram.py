@@ -7,7 +7,7 @@ import pytest
 
 from localspec.drafters import EMPTY_DRAFT
 from localspec.drafters.lookup import LookupDrafter
-from localspec.ngram import NgramIndex, common_prefix_len
+from localspec.ngram import MATCH_MAX, NgramIndex, common_prefix_len
 from localspec.verify import SamplingParams
 
 
@@ -20,7 +20,8 @@ def built(tokens, n_min=1, n_max=4) -> NgramIndex:
 def reference_lookup(seq, k, n_min, n_max):
     """Brute force: scan backwards for the longest suffix's newest earlier
     occurrence, then copy forward through the growing output (so a match
-    that overlaps the suffix repeats its period)."""
+    that overlaps the suffix repeats its period). The length reported is how
+    far that occurrence agrees with the text going back, up to MATCH_MAX."""
     end = len(seq) - 1
     if k <= 0:
         return [], 0
@@ -33,8 +34,20 @@ def reference_lookup(seq, k, n_min, n_max):
                 out = list(seq)
                 for i in range(k):
                     out.append(out[start + n + i])
-                return out[len(seq) :], n
+                agree = n
+                while agree < MATCH_MAX and start + n - 1 - agree >= 0 and seq[start + n - 1 - agree] == seq[end - agree]:
+                    agree += 1
+                return out[len(seq) :], agree
     return [], 0
+
+
+def test_a_copy_in_progress_reports_its_whole_length():
+    # The index keys stop at 8 tokens; a 30-token repeat is still told from an
+    # 8-token one (the planner drafts long only after long matches).
+    passage = list(range(100, 140))
+    seq = [1, 2] + passage + [3] + passage[:30]
+    assert built(seq, n_max=8).lookup_with_n(4) == (passage[30:34], 30)
+    assert built([5] * 200, n_max=8).lookup_with_n(2) == ([5, 5], MATCH_MAX)
 
 
 def test_continues_the_longest_suffix_match():

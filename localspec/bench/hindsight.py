@@ -142,7 +142,7 @@ def rule_speedup(texts: Sequence[PricedText], rule: dict[int, int]) -> float:
 def best_rule(texts: Sequence[PricedText]) -> dict[int, int]:
     """The rule k = f(match bucket) with the highest `rule_speedup` over
     `texts`, by coordinate search from plain decoding (module docstring)."""
-    rule = {b: 0 for b in range(2, LOOKUP_BUCKETS + 1)}
+    rule = {b: 0 for b in LOOKUP_BUCKETS}
     best = rule_speedup(texts, rule)
     ks = sorted({0, *(k for t in texts for k in t.lengths)})
     improved = True

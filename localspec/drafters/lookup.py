@@ -22,7 +22,8 @@ from localspec.verify import SamplingParams
 # most-recent lookup does not have. n_max=8: the length of the match is the
 # planner's confidence signal (an 8-token repeat is usually a quoted line whose
 # continuation is right; a 2-token one often is not), so the index keeps keys
-# that long; each extra size costs one dict update per token.
+# that long; each extra size costs one dict update per token. Longer matches
+# (a copy in progress, up to ngram.MATCH_MAX) are measured by comparing back.
 DEFAULT_N_MIN = 2
 DEFAULT_N_MAX = 8
 
