@@ -30,6 +30,7 @@ class GenerateOptions:
     sampling: SamplingParams = SamplingParams()
     stop: tuple[str, ...] = ()
     trace: bool = False
+    shown_specials: frozenset[int] = frozenset()  # control tokens whose text the reply shows
 
 
 class StepPlanner(Protocol):
@@ -72,7 +73,7 @@ class Generation:
         model = self.target.model
         counters = Counters()
         rng = np.random.default_rng(opts.sampling.seed)
-        text_stream = TextStream(model)
+        text_stream = TextStream(model, opts.shown_specials)
 
         t0 = time.perf_counter()
         context = list(self.prompt)
