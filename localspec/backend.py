@@ -177,12 +177,12 @@ class Model:
             tokens = tokens[1:]
         return tokens
 
-    def piece(self, token: int) -> bytes:
+    def piece(self, token: int, special: bool = False) -> bytes:
         buf = self._piece_buf
-        n = llama_cpp.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, False)
+        n = llama_cpp.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, special)
         if n < 0:
             buf = ctypes.create_string_buffer(-n)
-            n = llama_cpp.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, False)
+            n = llama_cpp.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, special)
         return buf.raw[:n]
 
     def detokenize(self, tokens: Sequence[int]) -> str:
@@ -198,14 +198,19 @@ class Model:
 
 
 class TextStream:
-    """Token ids in, text out, holding back bytes of an unfinished UTF-8 character."""
+    """Token ids in, text out, holding back bytes of an unfinished UTF-8 character.
 
-    def __init__(self, model: Model):
+    Control tokens have no text, except those in `shown`: a tool call's
+    markers (<|python_tag|>, [TOOL_CALLS]) are control tokens in some
+    vocabularies, and the server's parser must see them."""
+
+    def __init__(self, model: Model, shown: frozenset[int] = frozenset()):
         self.model = model
+        self.shown = shown
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
 
     def push(self, token: int) -> str:
-        return self._decoder.decode(self.model.piece(token))
+        return self._decoder.decode(self.model.piece(token, special=token in self.shown))
 
 
 Logits = Literal["none", "last", "all"]

@@ -50,6 +50,7 @@ class GenerateOptions:
     sampling: SamplingParams = SamplingParams()
     stop: tuple[str, ...] = ()
     trace: bool = False
+    shown_specials: frozenset[int] = frozenset()  # control tokens whose text the reply shows
     grammar: str | None = None  # GBNF the reply must match (None or "": unconstrained)
     logprobs: int | None = None  # alternatives per token to report with its logprob (None: no logprobs)
 
@@ -96,7 +97,7 @@ class Generation:
         model = self.target.model
         counters = Counters()
         rng = np.random.default_rng(opts.sampling.seed)
-        text_stream = TextStream(model)
+        text_stream = TextStream(model, opts.shown_specials)
 
         grammar = self.grammar
         if grammar:

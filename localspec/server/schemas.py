@@ -2,8 +2,9 @@
 
 Fields OpenAI defines that change nothing here (user, presence_penalty, ...)
 are accepted and ignored, as llama-server does; anything that would change
-the reply and is not supported (n > 1, tools, content other than text) is a
-400, not a silent difference.
+the reply and is not supported (n > 1, content other than text, the legacy
+`functions`) is a 400, not a silent difference. How tools, tool calls and
+tool results fit together is checked in localspec/server/tools.py.
 """
 
 from __future__ import annotations
@@ -24,11 +25,43 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
-class Message(BaseModel):
-    model_config = ConfigDict(extra="allow")  # name, tool_call_id, ... ignored
+# OpenAI's rule for function names (and what llama.cpp's grammars assume).
+FUNCTION_NAME = r"^[A-Za-z0-9_-]{1,64}$"
 
-    role: Literal["system", "developer", "user", "assistant"]
+
+class FunctionDef(BaseModel):
+    model_config = ConfigDict(extra="allow")  # strict, ...
+
+    name: Annotated[str, Field(pattern=FUNCTION_NAME)]
+    description: str | None = None
+    parameters: dict[str, Any] | None = None  # a JSON schema
+
+
+class Tool(BaseModel):
+    type: Literal["function"]
+    function: FunctionDef
+
+
+class CalledFunction(BaseModel):
+    name: str
+    arguments: str | dict[str, Any]  # OpenAI sends a JSON string; some clients an object
+
+
+class ToolCall(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    type: Literal["function"] = "function"
+    function: CalledFunction
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="allow")  # name, ... ignored
+
+    role: Literal["system", "developer", "user", "assistant", "tool"]
     content: Any = None
+    tool_calls: list[ToolCall] | None = None  # assistant
+    tool_call_id: str | None = None  # tool
 
     @field_validator("content")
     @classmethod
@@ -42,7 +75,7 @@ class Message(BaseModel):
             return "".join(p["text"] for p in v)
         raise ValueError("must be a string or a list of {\"type\": \"text\", \"text\": ...} parts")
 
-    def as_template_input(self) -> dict[str, str]:
+    def as_template_input(self) -> dict[str, Any]:
         # Chat templates know "system"; OpenAI's newer name for it is "developer".
         role = "system" if self.role == "developer" else self.role
         return {"role": role, "content": self.content or ""}
@@ -89,21 +122,22 @@ class _Sampling(BaseModel):
 class ChatRequest(_Sampling):
     messages: Annotated[list[Message], Field(min_length=1)]
     max_completion_tokens: Positive | None = None
-    tools: list[Any] | None = None
+    tools: list[Tool] | None = None
+    tool_choice: Any = None  # "none", "auto", "required" or {"type": "function", "function": {"name": ..}}
+    parallel_tool_calls: bool | None = None
+    functions: Any = None  # OpenAI's deprecated form of tools
+    function_call: Any = None
 
-    @field_validator("tools")
+    @field_validator("functions", "function_call")
     @classmethod
-    def _no_tools(cls, v: list[Any] | None) -> None:
-        if v:
-            raise ValueError("tool calling is not supported")
+    def _no_legacy_functions(cls, v: Any) -> None:
+        if v is not None:
+            raise ValueError("the deprecated functions/function_call are not supported; send tools and tool_choice")
         return None
 
     def token_limit(self, n_ctx: int) -> int:
         # Unset: until the model ends its reply or the context is full.
         return self.max_completion_tokens or self.max_tokens or n_ctx
-
-    def template_input(self) -> list[dict[str, str]]:
-        return [m.as_template_input() for m in self.messages]
 
 
 class CompletionRequest(_Sampling):
