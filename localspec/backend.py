@@ -13,9 +13,12 @@ callers reason about the cache as a plain list.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import ctypes
 import os
 import sys
+import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Literal, Protocol, Sequence
@@ -32,12 +35,46 @@ _backend_ready = False
 GGML_LOG_LEVEL_ERROR = 4  # ggml.h: NONE, DEBUG, INFO, WARN, ERROR, CONT
 
 
+# While `llama_errors` runs on a thread, that thread's error log goes here instead.
+_error_sinks: dict[int, list[str]] = {}
+
+
 @llama_cpp.llama_log_callback
 def _quiet_log(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
     # Load chatter goes nowhere; errors still reach stderr. Silencing through the
     # log callback rather than redirecting fds 1/2 keeps a running TUI intact.
-    if level == GGML_LOG_LEVEL_ERROR or os.environ.get("LOCALSPEC_LLAMA_VERBOSE"):
+    sink = _error_sinks.get(threading.get_ident())
+    if sink is not None and level == GGML_LOG_LEVEL_ERROR:
+        sink.append(text.decode("utf-8", errors="replace"))
+    elif level == GGML_LOG_LEVEL_ERROR or os.environ.get("LOCALSPEC_LLAMA_VERBOSE"):
         sys.stderr.write(text.decode("utf-8", errors="replace"))
+
+
+@contextlib.contextmanager
+def llama_errors():
+    """Collect what llama.cpp reports as errors during a short call, as lines.
+
+    Most errors come through the log callback, but the grammar parser
+    fprintf's its reason straight to stderr, so fd 2 is borrowed too. Whatever
+    another thread writes to stderr meanwhile lands in the lines as well, so
+    keep the call brief (a grammar compiles in milliseconds).
+    """
+    lines: list[str] = []
+    me = threading.get_ident()
+    _error_sinks[me] = lines
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield lines
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            del _error_sinks[me]
+            tmp.seek(0)
+            text = tmp.read().decode("utf-8", errors="replace")
+            lines[:0] = text.splitlines()
 
 
 def _init_backend() -> None:

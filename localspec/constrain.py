@@ -1,0 +1,140 @@
+"""Verifying a draft when a grammar constrains the reply.
+
+The target's rows for every drafted position come from one batch, as
+always. They are walked in order; at position i the grammar stands where
+the accepted prefix left it, its mask removes the tokens it forbids there,
+and the target's token is chosen from what is left:
+
+- greedy: the best allowed token. A drafted token is accepted iff it is that
+  token; so a token the grammar forbids is always rejected, and the output
+  is token for token what plain decoding under the grammar writes.
+- sampled: a draw x from the target's distribution restricted to allowed
+  tokens (its sampling filters first, then the grammar, renormalised; when
+  the grammar allows none of the filters' survivors, the filters are applied
+  again to the grammar's survivors, as llama.cpp resamples). The draft token
+  is accepted iff x equals it, and otherwise x is emitted.
+
+That sampled rule is the speculative rule for a point-mass draft (accept d
+with probability p(d), else draw from p with d removed, renormalised) in
+another form: both emit y with probability p(y). It holds for any proposal,
+so under a grammar a draft model's q is not used. The ratio test with q
+would accept a little more often, but it needs p(d) exactly, and so the
+mask's sum over the whole vocabulary at every row: 10-30 ms per row on a
+152k vocabulary here (localspec/grammar.py), against microseconds for the
+single-token checks the draw needs. The draw itself is exact without the
+whole mask: draw x from the unmasked p and keep it if allowed, otherwise
+draw from the masked p; then P(x) = p(x)·a(x) + (1 - Z)·p(x)·a(x)/Z =
+p(x)·a(x)/Z, with a the mask and Z the allowed mass.
+
+Tokens enter the grammar's state only when they are emitted: the accepted
+drafts and the final token. A step ends at the first rejection, so nothing
+is ever taken back; the KV cache is cut to the same prefix by the loop.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, Sequence
+
+import numpy as np
+
+from localspec.verify import TINY, SamplingParams, draw, probs_from_logits
+
+# How many of a row's best tokens the greedy search checks at once, before
+# the whole vocabulary: the best one, then a handful, then the top 2k.
+_CANDIDATES = (64, 2048)
+
+
+class TokenMask(Protocol):
+    """A grammar's state as the verifier needs it (localspec.grammar.Grammar)."""
+
+    def allowed(self, token: int) -> bool: ...
+
+    def first_allowed(self, tokens: np.ndarray) -> int | None: ...
+
+    def mask(self) -> np.ndarray: ...
+
+    def accept(self, token: int) -> None: ...
+
+
+def best_allowed(row: np.ndarray, grammar: TokenMask) -> int | None:
+    """The highest-logit token the grammar allows (lowest id among ties),
+    None if it allows none. Checks as few tokens as it can."""
+    best = int(np.argmax(row))
+    if grammar.allowed(best):
+        return best
+    n = row.shape[0]
+    for m in _CANDIDATES:
+        if m >= n:
+            break
+        top = np.argpartition(-row, m)[:m]
+        top = top[np.lexsort((top, -row[top]))]  # by logit, then id
+        j = grammar.first_allowed(top)
+        if j is not None:
+            # Anything outside these m is no better than the m-th, so this is the best
+            # allowed, unless the m-th ties one left out with a lower id.
+            if row[top[j]] > row[top[-1]]:
+                return int(top[j])
+    allowed = grammar.mask()
+    if not allowed.any():
+        return None
+    return int(np.argmax(np.where(allowed, row, -np.inf)))
+
+
+def verify_constrained_greedy(
+    rows: np.ndarray, draft_tokens: Sequence[int], grammar: TokenMask
+) -> tuple[int, int | None]:
+    """(n_accepted, next_token) under the grammar, advancing it past both;
+    next_token is None when the grammar allows nothing after the accepted drafts."""
+    k = len(draft_tokens)
+    if rows.ndim != 2 or rows.shape[0] != k + 1:
+        raise ValueError(f"need {k + 1} target rows for {k} draft tokens, got shape {rows.shape}")
+    for i in range(k + 1):
+        best = best_allowed(rows[i], grammar)
+        if best is None:
+            return i, None
+        grammar.accept(best)
+        if i == k or best != draft_tokens[i]:
+            return i, best
+    raise AssertionError("unreachable")
+
+
+def draw_allowed(
+    p: np.ndarray, logits: np.ndarray, sampling: SamplingParams, grammar: TokenMask, rng: np.random.Generator
+) -> int | None:
+    """A draw from `p` (the row's filtered target distribution) restricted to
+    what the grammar allows; None if it allows nothing."""
+    x = draw(np.add.accumulate(p), rng)
+    if grammar.allowed(x):
+        return x
+    allowed = grammar.mask()
+    kept = np.where(allowed, p, 0.0)
+    cdf = np.add.accumulate(kept, out=kept)
+    if cdf[-1] >= TINY:
+        return draw(cdf, rng)
+    if not allowed.any():
+        return None
+    refiltered = probs_from_logits(np.where(allowed, logits, -np.inf), sampling)
+    return draw(np.add.accumulate(refiltered), rng)
+
+
+def verify_constrained_sampled(
+    p: np.ndarray,
+    rows: np.ndarray,
+    sampling: SamplingParams,
+    draft_tokens: Sequence[int],
+    grammar: TokenMask,
+    rng: np.random.Generator,
+) -> tuple[int, int | None]:
+    """(n_accepted, next_token) by the rule above; p: (k+1, V) the target's
+    filtered distributions, rows: the logits they came from."""
+    k = len(draft_tokens)
+    if p.ndim != 2 or p.shape[0] != k + 1 or rows.shape != p.shape:
+        raise ValueError(f"need {k + 1} target rows for {k} draft tokens, got shapes {p.shape}, {rows.shape}")
+    for i in range(k + 1):
+        x = draw_allowed(p[i], rows[i], sampling, grammar, rng)
+        if x is None:
+            return i, None
+        grammar.accept(x)
+        if i == k or x != draft_tokens[i]:
+            return i, x
+    raise AssertionError("unreachable")
