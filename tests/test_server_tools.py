@@ -145,6 +145,41 @@ def test_a_call_cut_short_is_content_and_counted(qwen):
     assert qwen.metric("tool_calls_malformed_total") == before + 1
 
 
+TIME = {"type": "function", "function": {"name": "get_time", "description": "The time now in a timezone",
+        "parameters": {"type": "object", "properties": {"timezone": {"type": "string"}}, "required": ["timezone"]}}}  # fmt: skip
+CHAT = [{"role": "user", "content": "Say hello to me."}]  # no call is called for
+
+
+def test_tool_choice_required_forces_a_call(qwen):
+    """A request no call answers still gets one: the output is held to the
+    tools' grammar, drafts included. Streamed, it is the same call."""
+    resp = ask(qwen, CHAT, tool_choice="required")
+    choice = resp.choices[0]
+    assert choice.finish_reason == "tool_calls" and choice.message.tool_calls
+    for call in choice.message.tool_calls:
+        args = json.loads(call.function.arguments)
+        assert call.function.name == "get_weather" and set(args) == {"city"} and isinstance(args["city"], str)
+    assert resp.model_extra["localspec"]["steps"] >= 1 and "timings" in resp.model_extra
+    content, calls, _ = streamed(qwen, CHAT, tool_choice="required")
+    assert content == "" and [(c["name"], c["arguments"]) for c in calls] == [
+        (c.function.name, c.function.arguments) for c in choice.message.tool_calls
+    ]
+
+
+def test_a_named_tool_choice_calls_that_function(qwen):
+    named = {"type": "function", "function": {"name": "get_time"}}
+    resp = qwen.client().chat.completions.create(
+        model=TARGET, messages=ASK, tools=[WEATHER, TIME], tool_choice=named, temperature=0
+    )
+    (call,) = resp.choices[0].message.tool_calls
+    assert call.function.name == "get_time" and set(json.loads(call.function.arguments)) == {"timezone"}
+
+
+def test_a_schema_llama_cpp_cannot_convert_is_400(qwen):
+    bad = {"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {"a": {"type": "foo"}}}}}
+    assert "Unrecognized schema" in _bad(qwen, "tools[1].function.parameters", tools=[WEATHER, bad], tool_choice="required")
+
+
 def _bad(server, param: str, **kw) -> str:
     with pytest.raises(openai.BadRequestError) as e:
         server.client().chat.completions.create(model=TARGET, temperature=0, **{"messages": ASK, **kw})

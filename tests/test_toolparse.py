@@ -11,7 +11,10 @@ from pathlib import Path
 import pytest
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
+from localspec.backend import Model
+from localspec.grammar import Grammar
 from localspec.server.schemas import ChatRequest
+from localspec.server.toolgrammar import force_calls, rename
 from localspec.server.toolparse import FAMILIES, ToolStream, detect_family
 from localspec.server.tools import RequestError, TemplateTools, plan
 
@@ -62,8 +65,8 @@ CASES = [
 ]  # fmt: skip
 
 
-def read(family: str, text: str, step: int | None, **kw) -> tuple[ToolStream, list[dict]]:
-    ts = ToolStream(FAMILIES[family], NAMES, **kw)
+def read(family: str, text: str, step: int | None, names=NAMES, **kw) -> tuple[ToolStream, list[dict]]:
+    ts = ToolStream(FAMILIES[family], names, **kw)
     deltas: list[dict] = []
     for i in range(0, len(text), step or len(text) or 1):
         deltas += ts.push(text[i : i + (step or len(text))])
@@ -219,3 +222,77 @@ def test_templates_that_cannot_serve_tools(name, words):
     with pytest.raises(RequestError) as e:
         plan(ChatRequest(messages=USER, tools=[WEATHER]), tt)
     assert "their-model" in str(e.value) and words in str(e.value) and e.value.param == "tools"
+
+
+# --- forcing calls -------------------------------------------------------------
+
+TIME = {"type": "function", "function": {"name": "get_time", "parameters": {"type": "object", "properties": {}}}}
+
+
+def accepts(grammar: Grammar, model: Model, text: str) -> bool:
+    """Whether `grammar` lets `text` be written, token by token, and then end."""
+    grammar.reset()
+    for token in model.tokenize(text, add_special=False, parse_special=True):
+        if not grammar.allowed(token):
+            return False
+        grammar.accept(token)
+    return grammar.allowed(model.eos)
+
+
+@pytest.mark.parametrize(
+    "style, good, bad",
+    [
+        ("hermes", CALL + "\n" + CALL.replace("get_weather", "get_time").replace(PARIS, "{}"),
+         CALL.replace("Paris", "7").replace('"7"', "7")),
+        ("llama3", '{"name": "get_weather", "parameters": {"city": "Paris"}}', '{"name": "get_weather", "parameters": {}}'),
+        ("mistral", '[TOOL_CALLS][{"name": "get_weather", "arguments": {"city": "Paris"}}, {"name": "get_time", "arguments": {}}]',
+         '[TOOL_CALLS][{"name": "get_date", "arguments": {}}]'),
+        ("mistral-args", '[TOOL_CALLS]get_weather[ARGS]{"city": "Paris"}[TOOL_CALLS]get_time[ARGS]{}',
+         '[TOOL_CALLS]get_weather[ARGS]{"town": "Paris"}'),
+    ],
+)  # fmt: skip
+def test_forcing_grammar_takes_calls_and_only_calls(smollm2_path, style, good, bad):
+    """The grammar, compiled by llama.cpp, lets a model write calls of the
+    tools with schema-valid arguments, as the family's reader reads them, and
+    nothing else (no leading prose, no other function, no wrong arguments)."""
+    model = Model(smollm2_path)
+    try:
+        grammar = Grammar(model, force_calls(style, [WEATHER, TIME], None))
+        assert accepts(grammar, model, good)
+        assert not accepts(grammar, model, bad)
+        assert not accepts(grammar, model, "Sure! " + good)
+        family = "mistral" if style.startswith("mistral") else style
+        ts, _ = read(family, good, None, names=["get_weather", "get_time"])
+        expected = ["get_weather"] if style == "llama3" else ["get_weather", "get_time"]  # (one call a turn)
+        assert [c.name for c in ts.calls] == expected and not ts.malformed
+        one = Grammar(model, force_calls(style, [WEATHER, TIME], 1))
+        first = good.split("\n<tool_call>")[0] if style == "hermes" else None
+        if style == "mistral-args":
+            first = good.split("[TOOL_CALLS]get_time")[0]
+        if first:
+            assert accepts(one, model, first) and not accepts(one, model, good)
+        grammar.close()
+        one.close()
+    finally:
+        model.close()
+
+
+def test_required_and_named_choices_carry_a_grammar():
+    both = {"messages": USER, "tools": [WEATHER, TIME]}
+    assert plan(ChatRequest(**both), QWEN3).grammar is None
+    required = plan(ChatRequest(**both, tool_choice="required"), QWEN3)
+    assert "get_weather" in required.grammar and "get_time" in required.grammar
+    named = plan(ChatRequest(**both, tool_choice={"type": "function", "function": {"name": "get_time"}}), QWEN3)
+    assert "get_time" in named.grammar and "get_weather" not in named.grammar
+
+
+def test_a_schema_llama_cpp_cannot_convert_is_a_400():
+    bad = {"type": "function", "function": {"name": "f", "parameters": {"type": "foo"}}}
+    with pytest.raises(RequestError) as e:
+        plan(ChatRequest(messages=USER, tools=[WEATHER, bad]), QWEN3)
+    assert e.value.param == "tools[1].function.parameters" and "Unrecognized schema" in str(e.value)
+
+
+def test_rename_leaves_literals_and_classes_alone():
+    gbnf = 'root ::= "root space" [a-z] space root?\nspace ::= " "\n'
+    assert rename(gbnf, "t0-") == 't0-root ::= "root space" [a-z] t0-space t0-root?\nt0-space ::= " "\n'

@@ -287,6 +287,7 @@ def create_app(worker: Worker, api_key: str | None = None) -> FastAPI:
         options = body.options(body.token_limit(n_ctx))
         if plan.parses:
             options.shown_specials = shown_specials
+            options.grammar = plan.grammar
         shape = ChatShape(model_name, engine.method, body.include_usage, plan.stream(), metrics)
         return await generate(
             request, body.stream, shape, lambda eng, cancel: eng.chat(plan.messages, options, cancel, tools=plan.tools)

@@ -18,6 +18,7 @@ from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
 from localspec.errors import LocalspecError
 from localspec.server.schemas import ChatRequest
+from localspec.server.toolgrammar import SchemaError, force_calls
 from localspec.server.toolparse import Family, ToolStream, detect_family
 
 CHOICES = ("none", "auto", "required")
@@ -40,6 +41,7 @@ class TemplateTools:
     takes_tools: bool  # the template reads `tools`
     family: Family | None  # how its model writes a call
     object_arguments: bool  # history's call arguments go in as objects (they are JSON strings on the wire)
+    style: str | None = None  # the form a forced call takes (localspec/server/toolgrammar.py)
 
     @classmethod
     def probe(cls, model: str, template: str | None) -> TemplateTools:
@@ -50,11 +52,16 @@ class TemplateTools:
         # template writes out as JSON.
         as_text = _renders_arguments(template, json.dumps({_NEEDLE: "x"}))
         as_object = _renders_arguments(template, {_NEEDLE: "x"})
+        family = detect_family(template)
+        style = family.name if family else None
+        if style == "mistral" and "[ARGS]" in template:
+            style = "mistral-args"  # Small 3.2 and Devstral write name[ARGS]{..}, not Nemo's array
         return cls(
             model=model,
             takes_tools=re.search(r"\btools\b", template) is not None,
-            family=detect_family(template),
+            family=family,
             object_arguments=as_object and not as_text,
+            style=style,
         )
 
 
@@ -77,10 +84,11 @@ class ToolPlan:
 
     messages: list[dict]
     tools: list[dict] | None  # for the template (None: the request has none)
-    choice: str  # "none", "auto", "required", or the one function's name
+    choice: str  # "none", "auto", "required" or "named"
     names: list[str]
     family: Family | None
     max_calls: int | None
+    grammar: str | None = None  # GBNF that forces calls (tool_choice required or a named function)
 
     @property
     def parses(self) -> bool:
@@ -109,35 +117,50 @@ def plan(body: ChatRequest, tt: TemplateTools) -> ToolPlan:
             "(it reads Qwen/Hermes <tool_call>, Llama 3.x JSON and Mistral [TOOL_CALLS] calls)",
             "tools",
         )
-    choice = _choice(body.tool_choice, names)
+    choice, named = _choice(body.tool_choice, names)
+    shown = [t.model_dump(exclude_none=True) for t in tools]
+    max_calls = 1 if body.parallel_tool_calls is False else None
+    grammar = None
+    if tools:
+        # Built whether or not it is used: a schema llama.cpp cannot convert is a 400 either way.
+        assert tt.style is not None
+        forced = [t for t in shown if t["function"]["name"] == named] if choice == "named" else shown
+        try:
+            grammar = force_calls(tt.style, forced, 1 if choice == "named" else max_calls)
+        except SchemaError as e:
+            raise RequestError(str(e), f"tools[{names.index(forced[e.index]['function']['name'])}].function.parameters")
+        if choice not in ("required", "named"):
+            grammar = None
     return ToolPlan(
         messages=_messages(body, tt),
         # tool_choice none: the template is not shown the tools, whose
         # instructions would only invite a call that is not read back.
-        tools=[t.model_dump(exclude_none=True) for t in tools] if tools and choice != "none" else None,
+        tools=shown if tools and choice != "none" else None,
         choice=choice,
         names=names,
         family=tt.family,
-        max_calls=1 if body.parallel_tool_calls is False else None,
+        max_calls=max_calls,
+        grammar=grammar,
     )
 
 
-def _choice(value: Any, names: list[str]) -> str:
+def _choice(value: Any, names: list[str]) -> tuple[str, str | None]:
+    """("none" | "auto" | "required", None) or ("named", the function's name)."""
     if value is None:
-        return "auto" if names else "none"
+        return ("auto" if names else "none"), None
     if isinstance(value, str):
         if value not in CHOICES:
             raise RequestError(f"tool_choice must be one of {', '.join(CHOICES)} or a named function", "tool_choice")
         if value != "none" and not names:
             raise RequestError(f"tool_choice {value!r} needs tools", "tool_choice")
-        return value
+        return value, None
     function = value.get("function") if isinstance(value, dict) and value.get("type") == "function" else None
     name = function.get("name") if isinstance(function, dict) else None
     if not isinstance(name, str):
         raise RequestError('a named tool_choice is {"type": "function", "function": {"name": ...}}', "tool_choice")
     if name not in names:
         raise RequestError(f"tool_choice names the function {name!r}, which is not among the tools", "tool_choice")
-    return name
+    return "named", name
 
 
 def _messages(body: ChatRequest, tt: TemplateTools) -> list[dict]:
