@@ -40,7 +40,7 @@ import numpy as np
 from localspec.verify import TINY, SamplingParams, draw, probs_from_logits
 
 # How many of a row's best tokens the greedy search checks at once, before
-# the whole vocabulary: the best one, then a handful, then the top 2k.
+# the whole vocabulary: the best one alone, then these.
 _CANDIDATES = (64, 2048)
 
 
@@ -49,49 +49,58 @@ class TokenMask(Protocol):
 
     def allowed(self, token: int) -> bool: ...
 
-    def first_allowed(self, tokens: np.ndarray) -> int | None: ...
+    def allowed_among(self, tokens: np.ndarray) -> np.ndarray: ...
 
     def mask(self) -> np.ndarray: ...
 
     def accept(self, token: int) -> None: ...
 
 
-def best_allowed(row: np.ndarray, grammar: TokenMask) -> int | None:
-    """The highest-logit token the grammar allows (lowest id among ties),
-    None if it allows none. Checks as few tokens as it can."""
+def best_allowed(row: np.ndarray, grammar: TokenMask, n_best: int = 1) -> list[int]:
+    """The `n_best` highest-logit tokens the grammar allows, best first (lower
+    id first among ties); fewer if it allows fewer. Checks as few as it can."""
     best = int(np.argmax(row))
-    if grammar.allowed(best):
-        return best
+    if n_best == 1 and grammar.allowed(best):
+        return [best]
     n = row.shape[0]
     for m in _CANDIDATES:
         if m >= n:
             break
         top = np.argpartition(-row, m)[:m]
         top = top[np.lexsort((top, -row[top]))]  # by logit, then id
-        j = grammar.first_allowed(top)
-        if j is not None:
-            # Anything outside these m is no better than the m-th, so this is the best
-            # allowed, unless the m-th ties one left out with a lower id.
-            if row[top[j]] > row[top[-1]]:
-                return int(top[j])
-    allowed = grammar.mask()
-    if not allowed.any():
-        return None
-    return int(np.argmax(np.where(allowed, row, -np.inf)))
+        ok = top[grammar.allowed_among(top)][:n_best]
+        # Anything outside these m is no better than the m-th: these are the best
+        # allowed, unless the m-th ties one left out (which may have a lower id).
+        if len(ok) == n_best and row[ok[-1]] > row[top[-1]]:
+            return [int(t) for t in ok]
+    masked = np.where(grammar.mask(), row, -np.inf)
+    order = np.lexsort((np.arange(n), -masked))[:n_best]
+    return [int(t) for t in order if masked[t] > -np.inf]
+
+
+def allowed_margin(row: np.ndarray, grammar: TokenMask) -> float:
+    """Top-1 minus top-2 logit among the tokens the grammar allows (inf for
+    fewer than two): the near-tie test of localspec/lossless.py, under a grammar."""
+    two = best_allowed(row, grammar, 2)
+    return float(row[two[0]] - row[two[1]]) if len(two) == 2 else float("inf")
 
 
 def verify_constrained_greedy(
-    rows: np.ndarray, draft_tokens: Sequence[int], grammar: TokenMask
+    rows: np.ndarray, draft_tokens: Sequence[int], grammar: TokenMask, margins: list | None = None
 ) -> tuple[int, int | None]:
     """(n_accepted, next_token) under the grammar, advancing it past both;
-    next_token is None when the grammar allows nothing after the accepted drafts."""
+    next_token is None when the grammar allows nothing after the accepted drafts.
+    With `margins`, each position's `allowed_margin` is appended to it."""
     k = len(draft_tokens)
     if rows.ndim != 2 or rows.shape[0] != k + 1:
         raise ValueError(f"need {k + 1} target rows for {k} draft tokens, got shape {rows.shape}")
     for i in range(k + 1):
-        best = best_allowed(rows[i], grammar)
-        if best is None:
+        if margins is not None:
+            margins.append(allowed_margin(rows[i], grammar))
+        found = best_allowed(rows[i], grammar)
+        if not found:
             return i, None
+        best = found[0]
         grammar.accept(best)
         if i == k or best != draft_tokens[i]:
             return i, best
@@ -124,13 +133,17 @@ def verify_constrained_sampled(
     draft_tokens: Sequence[int],
     grammar: TokenMask,
     rng: np.random.Generator,
+    margins: list | None = None,
 ) -> tuple[int, int | None]:
     """(n_accepted, next_token) by the rule above; p: (k+1, V) the target's
-    filtered distributions, rows: the logits they came from."""
+    filtered distributions, rows: the logits they came from; `margins` as
+    for the greedy rule."""
     k = len(draft_tokens)
     if p.ndim != 2 or p.shape[0] != k + 1 or rows.shape != p.shape:
         raise ValueError(f"need {k + 1} target rows for {k} draft tokens, got shapes {p.shape}, {rows.shape}")
     for i in range(k + 1):
+        if margins is not None:
+            margins.append(allowed_margin(rows[i], grammar))
         x = draw_allowed(p[i], rows[i], sampling, grammar, rng)
         if x is None:
             return i, None

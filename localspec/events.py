@@ -149,4 +149,5 @@ class GenerationResult:
     tokens: list[int]
     stop_reason: StopReason
     counters: Counters
-    trace: list[EmittedToken]
+    trace: list[EmittedToken]  # every token generated
+    released: list[EmittedToken] = field(default_factory=list)  # those whose text is in `text` (stop strings cut)

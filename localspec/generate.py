@@ -116,6 +116,7 @@ class Generation:
 
         generated: list[int] = []
         trace: list[EmittedToken] = []
+        released: list[EmittedToken] = []
         release = StopHoldback(opts.stop)
         stop_reason: StopReason | None = None
         gen_start = time.perf_counter()
@@ -144,19 +145,24 @@ class Generation:
 
             rows = self.target.decode([context[-1], *draft_tokens], logits="all")
             p = None
+            # Under a grammar a margin is taken among the allowed tokens, as the walk goes.
+            margins: list = [] if opts.trace and grammar else None
             if opts.sampling.greedy and grammar:
-                n_acc, next_token = verify_constrained_greedy(rows, draft_tokens, grammar)
+                n_acc, next_token = verify_constrained_greedy(rows, draft_tokens, grammar, margins)
             elif opts.sampling.greedy:
                 n_acc, next_token = verify_greedy(rows, draft_tokens)
             elif grammar:
                 p = probs_from_logits(rows, opts.sampling)
-                n_acc, next_token = verify_constrained_sampled(p, rows, opts.sampling, draft_tokens, grammar, rng)
+                n_acc, next_token = verify_constrained_sampled(
+                    p, rows, opts.sampling, draft_tokens, grammar, rng, margins
+                )
             else:
                 p = probs_from_logits(rows, opts.sampling)
                 q = draft.probs[: len(draft_tokens)] if draft.probs is not None else None
                 n_acc, next_token = verify_sampled(p, q, draft_tokens, rng)
             chosen = [*draft_tokens[:n_acc], *([] if next_token is None else [next_token])]
-            margins = [top2_margin(rows[i]) for i in range(len(chosen))] if opts.trace else [None] * len(chosen)
+            if margins is None:
+                margins = [top2_margin(rows[i]) for i in range(len(chosen))] if opts.trace else [None] * len(chosen)
             lps = logprobs_at(rows, p, chosen, opts.logprobs) if opts.logprobs is not None else [(None, ())] * len(chosen)
             step_end = time.perf_counter()
 
@@ -192,6 +198,7 @@ class Generation:
                 or len(self.target.tokens) >= self.target.n_ctx
             )
             shown, pieces, hit = release.push(emitted, [text_stream.push(t.id) for t in emitted], last)
+            released.extend(shown)
             if hit:
                 stop_reason = "stop"
             delta = "".join(pieces)
@@ -221,7 +228,7 @@ class Generation:
             yield event
 
         counters.gen_s = time.perf_counter() - gen_start
-        self.result = GenerationResult(release.text, generated, stop_reason, counters, trace)
+        self.result = GenerationResult(release.text, generated, stop_reason, counters, trace, released)
 
 
 class StopHoldback:

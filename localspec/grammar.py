@@ -18,7 +18,7 @@ tokens a mask allowed.
 Masking a whole 152k vocabulary decodes every token's text against the parse
 stacks, which costs milliseconds; a single token costs microseconds. So the
 greedy verifier asks first whether the best token is allowed and masks more
-only when it is not (`first_allowed`, on the best few, then all).
+only when it is not (`allowed_among` the best few, then all).
 
 The JSON-schema conversion is llama.cpp's own converter as llama-cpp-python
 ships it (`llama_cpp.llama_grammar`), with two of its rules brought up to
@@ -96,10 +96,10 @@ class Grammar:
 
     def allowed(self, token: int) -> bool:
         """Whether the grammar, in its current state, allows `token` next."""
-        return self.first_allowed(np.array([token])) == 0
+        return bool(self.allowed_among(np.array([token]))[0])
 
-    def first_allowed(self, tokens: np.ndarray) -> int | None:
-        """Index in `tokens` of the first one allowed next, None if none is."""
+    def allowed_among(self, tokens: np.ndarray) -> np.ndarray:
+        """A bool per token in `tokens`: allowed next."""
         n = len(tokens)
         if n > len(self._some.data):
             self._some = _TokenData(max(n, 2 * len(self._some.data)))
@@ -107,8 +107,7 @@ class Grammar:
         data["id"] = tokens
         data["logit"] = 0.0
         self._some.apply(self._ptr, n)
-        ok = np.flatnonzero(data["logit"] == 0.0)
-        return int(ok[0]) if ok.size else None
+        return data["logit"] == 0.0
 
     def mask(self) -> np.ndarray:
         """A bool per vocabulary token: allowed next (the costly, whole-vocabulary call)."""

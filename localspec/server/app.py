@@ -31,6 +31,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from localspec.errors import LocalspecError
 from localspec.server import stats, tools
 from localspec.server.limits import BodyLimit, body_limit
+from localspec.server.logprobs import WithLogprobs, token_bytes_of
 from localspec.server.schemas import ChatRequest, CompletionRequest
 from localspec.server.toolparse import ToolStream
 from localspec.server.worker import Job, QueueFull, Start, Worker
@@ -132,6 +133,10 @@ class _Shape:
             out["usage"] = None
         return out
 
+    def step(self, text: str, tokens: tuple) -> list[dict]:
+        """The chunks of one engine step's text (its tokens: see server/logprobs.py)."""
+        return self.piece(text) if text else []
+
 
 class ChatShape(_Shape):
     """With `tools` (a ToolStream), the reply's text is read for tool calls on
@@ -220,6 +225,7 @@ def create_app(worker: Worker, api_key: str | None = None) -> FastAPI:
     model_name = engine.target_name
     created = int(time.time())
     n_ctx = engine.target_ctx.n_ctx
+    token_bytes = token_bytes_of(engine.target)
     template_tools = tools.TemplateTools.probe(model_name, engine.chat_template)
     shown_specials = tools.shown_specials(
         template_tools.family, lambda s: engine.target.tokenize(s, add_special=False, parse_special=True)
@@ -289,6 +295,7 @@ def create_app(worker: Worker, api_key: str | None = None) -> FastAPI:
             options.shown_specials = shown_specials
             options.grammar = plan.grammar
         shape = ChatShape(model_name, engine.method, body.include_usage, plan.stream(), metrics)
+        shape = with_logprobs(shape, options)
         return await generate(
             request, body.stream, shape, lambda eng, cancel: eng.chat(plan.messages, options, cancel, tools=plan.tools)
         )
@@ -297,8 +304,11 @@ def create_app(worker: Worker, api_key: str | None = None) -> FastAPI:
     async def completions(body: CompletionRequest, request: Request):
         prompt = body.prompt
         options = body.options(body.token_limit(n_ctx))
-        shape = CompletionShape(model_name, engine.method, body.include_usage)
+        shape = with_logprobs(CompletionShape(model_name, engine.method, body.include_usage), options, legacy=True)
         return await generate(request, body.stream, shape, lambda eng, cancel: eng.complete(prompt, options, cancel))
+
+    def with_logprobs(shape: _Shape, options, legacy: bool = False):
+        return WithLogprobs(shape, token_bytes, legacy) if options.logprobs is not None else shape
 
     async def generate(request: Request, stream: bool, shape: _Shape, start: Start) -> Response:
         job = Job(start=start, loop=asyncio.get_running_loop(), stream=stream)
@@ -357,7 +367,7 @@ def create_app(worker: Worker, api_key: str | None = None) -> FastAPI:
                 yield _data(obj)
             item = first
             while item[0] == "step":
-                for obj in shape.piece(item[1]):
+                for obj in shape.step(item[1], item[2]):
                     yield _data(obj)
                 item = await job.out.get()
             if item[0] == "done":

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from localspec.errors import LocalspecError
 from localspec.generate import GenerateOptions
+from localspec.grammar import JSON_OBJECT_GBNF, schema_to_gbnf
 from localspec.verify import SamplingParams
 
 COMPLETION_MAX_TOKENS = 16  # OpenAI's default for /v1/completions
@@ -23,6 +25,41 @@ Positive = Annotated[int, Field(ge=1)]
 
 class StreamOptions(BaseModel):
     include_usage: bool = False
+
+
+class JsonSchemaSpec(BaseModel):
+    model_config = ConfigDict(extra="allow", populate_by_name=True)  # description, ...
+
+    name: str | None = None
+    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
+    strict: bool | None = None  # the grammar holds the reply to the schema either way
+
+
+class ResponseFormat(BaseModel):
+    """OpenAI's `response_format`; llama-server's `{"type": "json_object", "schema": {...}}` too."""
+
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchemaSpec | None = None
+    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
+
+    @model_validator(mode="after")
+    def _schema_given(self) -> "ResponseFormat":
+        if self.type == "json_schema" and self.json_schema is None:
+            raise ValueError("type json_schema needs a json_schema object")
+        return self
+
+    def gbnf(self) -> str | None:
+        """The grammar the reply must follow (LocalspecError: a schema the converter refuses)."""
+        if self.type == "text":
+            return None
+        schema = self.json_schema.schema_ if self.json_schema is not None else self.schema_
+        return JSON_OBJECT_GBNF if schema is None else schema_to_gbnf(schema)
+
+
+def _refusal(message: str, param: str) -> LocalspecError:
+    err = LocalspecError(message)
+    err.param = param  # server/app.py puts it in the error object
+    return err
 
 
 # OpenAI's rule for function names (and what llama.cpp's grammars assume).
@@ -116,7 +153,24 @@ class _Sampling(BaseModel):
             seed=self.seed if self.seed is not None and self.seed >= 0 else None,
         )
         stops = [self.stop] if isinstance(self.stop, str) else (self.stop or [])
-        return GenerateOptions(max_tokens=max_tokens, sampling=sampling, stop=tuple(s for s in stops if s))
+        return GenerateOptions(
+            max_tokens=max_tokens,
+            sampling=sampling,
+            stop=tuple(s for s in stops if s),
+            grammar=self.constraint(),
+            logprobs=self.logprob_count(),
+        )
+
+    # llama-server's GBNF field, on both endpoints.
+    grammar: str | None = None
+
+    def constraint(self) -> str | None:
+        """GBNF text the reply must match, or None (LocalspecError for a schema that cannot be converted)."""
+        return self.grammar or None
+
+    def logprob_count(self) -> int | None:
+        """Alternatives to report per token with its logprob; None: no logprobs."""
+        return None
 
 
 class ChatRequest(_Sampling):
@@ -139,6 +193,28 @@ class ChatRequest(_Sampling):
         # Unset: until the model ends its reply or the context is full.
         return self.max_completion_tokens or self.max_tokens or n_ctx
 
+    # Constrained output and logprobs (localspec/grammar.py, server/logprobs.py).
+    response_format: ResponseFormat | None = None
+    logprobs: bool | None = None
+    top_logprobs: Annotated[int, Field(ge=0, le=20)] | None = None
+
+    def constraint(self) -> str | None:
+        if self.response_format is None or self.response_format.type == "text":
+            return super().constraint()
+        if self.grammar:
+            raise _refusal("give either grammar or response_format, not both", "grammar")
+        try:
+            return self.response_format.gbnf()
+        except LocalspecError as e:
+            raise _refusal(str(e), "response_format") from None
+
+    def logprob_count(self) -> int | None:
+        if not self.logprobs:
+            if self.top_logprobs:
+                raise _refusal("top_logprobs needs logprobs: true", "top_logprobs")
+            return None
+        return self.top_logprobs or 0
+
 
 class CompletionRequest(_Sampling):
     prompt: Any
@@ -154,3 +230,9 @@ class CompletionRequest(_Sampling):
 
     def token_limit(self, n_ctx: int) -> int:
         return self.max_tokens or COMPLETION_MAX_TOKENS
+
+    # The legacy form: how many alternatives per token (OpenAI allows up to 5).
+    logprobs: Annotated[int, Field(ge=0, le=20)] | None = None
+
+    def logprob_count(self) -> int | None:
+        return self.logprobs
