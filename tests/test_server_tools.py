@@ -175,6 +175,10 @@ def test_a_named_tool_choice_calls_that_function(qwen):
     assert call.function.name == "get_time" and set(json.loads(call.function.arguments)) == {"timezone"}
 
 
+def test_tools_and_a_response_format_together_are_400(qwen):
+    _bad(qwen, "tools", tools=[WEATHER], response_format={"type": "json_object"})
+
+
 def test_a_schema_llama_cpp_cannot_convert_is_400(qwen):
     bad = {"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {"a": {"type": "foo"}}}}}
     assert "Unrecognized schema" in _bad(qwen, "tools[1].function.parameters", tools=[WEATHER, bad], tool_choice="required")

@@ -292,6 +292,8 @@ def create_app(worker: Worker, api_key: str | None = None) -> FastAPI:
         plan = tools.plan(body, template_tools)
         options = body.options(body.token_limit(n_ctx))
         if plan.parses:
+            if options.grammar:  # (as llama-server: one grammar holds a reply, the tools' or the request's)
+                raise tools.RequestError("give tools or a grammar/response_format, not both (or tool_choice none)", "tools")
             options.shown_specials = shown_specials
             options.grammar = plan.grammar
         shape = ChatShape(model_name, engine.method, body.include_usage, plan.stream(), metrics)
