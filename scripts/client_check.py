@@ -82,7 +82,7 @@ def check_aider(aider: str, url: str, home: Path) -> bool:
     work = home / "project"
     work.mkdir()
     (work / "shapes.py").write_text(CODE)
-    env = dict(os.environ, HOME=str(home), LITELLM_LOCAL_MODEL_COST_MAP="True")
+    env = dict(os.environ, HOME=str(home))
     out = run([aider, "--openai-api-base", url, "--openai-api-key", "none", "--model", f"openai/{MODEL}",
                "--no-git", "--yes-always", "--no-check-update", "--analytics-disable", "--no-show-model-warnings",
                "--no-stream", "--message", "Add type hints to area in shapes.py.", "shapes.py"], env, work)  # fmt: skip
