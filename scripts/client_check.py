@@ -13,7 +13,8 @@ Starts the default pair's server and, for each client given:
 - aider, with --openai-api-base: an edit of a small file (aider edits
   through its own text formats, not tool calls);
 - Continue's CLI (`cn`, the same config.yaml as the VS Code/JetBrains
-  extension, provider openai with apiBase): a one-shot question (-p).
+  extension, provider openai with apiBase): a one-shot question (-p) only
+  its file-reading tool can answer; the server must have returned a call.
 Each client runs in a scratch home, so the user's own settings are neither
 read nor changed. Prints what each did and PASS/FAIL; exits 1 on a failure.
 Not part of the test suite: the clients are big installs the suite should
@@ -30,6 +31,7 @@ import sys
 import tempfile
 import textwrap
 import time
+import urllib.request
 from pathlib import Path
 
 MODEL = "qwen2.5-coder-1.5b"
@@ -106,9 +108,18 @@ def check_cn(cn: str, url: str, home: Path) -> bool:
             apiKey: none
             roles: [chat, edit, apply]
         """))
+    # Only a tool (cn's file reader) can answer: the server must have returned a call.
+    (home / "notes_on_pelicans.txt").write_text("Pelicans have large throat pouches.\n")
     env = dict(os.environ, HOME=str(home), CONTINUE_GLOBAL_DIR=str(home / ".continue"))
-    out = run([cn, "--config", str(config), "-p", "Reply with only the sum of 2 and 3, as a number."], env, home)
-    return out.returncode == 0 and "5" in out.stdout
+    before = _tool_calls(url)
+    out = run([cn, "--config", str(config), "-p", "Read the file notes_on_pelicans.txt and tell me what it says."],
+              env, home)  # fmt: skip
+    return out.returncode == 0 and "pouch" in out.stdout.lower() and _tool_calls(url) > before
+
+
+def _tool_calls(url: str) -> float:
+    text = urllib.request.urlopen(url.removesuffix("/v1") + "/metrics").read().decode()
+    return float(re.search(r"^localspec_tool_calls_total (\S+)$", text, re.M)[1])
 
 
 def main() -> int:
