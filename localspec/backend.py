@@ -13,9 +13,12 @@ callers reason about the cache as a plain list.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import ctypes
 import os
 import sys
+import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Literal, Protocol, Sequence
@@ -32,12 +35,46 @@ _backend_ready = False
 GGML_LOG_LEVEL_ERROR = 4  # ggml.h: NONE, DEBUG, INFO, WARN, ERROR, CONT
 
 
+# While `llama_errors` runs on a thread, that thread's error log goes here instead.
+_error_sinks: dict[int, list[str]] = {}
+
+
 @llama_cpp.llama_log_callback
 def _quiet_log(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
     # Load chatter goes nowhere; errors still reach stderr. Silencing through the
     # log callback rather than redirecting fds 1/2 keeps a running TUI intact.
-    if level == GGML_LOG_LEVEL_ERROR or os.environ.get("LOCALSPEC_LLAMA_VERBOSE"):
+    sink = _error_sinks.get(threading.get_ident())
+    if sink is not None and level == GGML_LOG_LEVEL_ERROR:
+        sink.append(text.decode("utf-8", errors="replace"))
+    elif level == GGML_LOG_LEVEL_ERROR or os.environ.get("LOCALSPEC_LLAMA_VERBOSE"):
         sys.stderr.write(text.decode("utf-8", errors="replace"))
+
+
+@contextlib.contextmanager
+def llama_errors():
+    """Collect what llama.cpp reports as errors during a short call, as lines.
+
+    Most errors come through the log callback, but the grammar parser
+    fprintf's its reason straight to stderr, so fd 2 is borrowed too. Whatever
+    another thread writes to stderr meanwhile lands in the lines as well, so
+    keep the call brief (a grammar compiles in milliseconds).
+    """
+    lines: list[str] = []
+    me = threading.get_ident()
+    _error_sinks[me] = lines
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield lines
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            del _error_sinks[me]
+            tmp.seek(0)
+            text = tmp.read().decode("utf-8", errors="replace")
+            lines[:0] = text.splitlines()
 
 
 def _init_backend() -> None:
@@ -140,12 +177,12 @@ class Model:
             tokens = tokens[1:]
         return tokens
 
-    def piece(self, token: int) -> bytes:
+    def piece(self, token: int, special: bool = False) -> bytes:
         buf = self._piece_buf
-        n = llama_cpp.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, False)
+        n = llama_cpp.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, special)
         if n < 0:
             buf = ctypes.create_string_buffer(-n)
-            n = llama_cpp.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, False)
+            n = llama_cpp.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, special)
         return buf.raw[:n]
 
     def detokenize(self, tokens: Sequence[int]) -> str:
@@ -161,14 +198,19 @@ class Model:
 
 
 class TextStream:
-    """Token ids in, text out, holding back bytes of an unfinished UTF-8 character."""
+    """Token ids in, text out, holding back bytes of an unfinished UTF-8 character.
 
-    def __init__(self, model: Model):
+    Control tokens have no text, except those in `shown`: a tool call's
+    markers (<|python_tag|>, [TOOL_CALLS]) are control tokens in some
+    vocabularies, and the server's parser must see them."""
+
+    def __init__(self, model: Model, shown: frozenset[int] = frozenset()):
         self.model = model
+        self.shown = shown
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
 
     def push(self, token: int) -> str:
-        return self._decoder.decode(self.model.piece(token))
+        return self._decoder.decode(self.model.piece(token, special=token in self.shown))
 
 
 Logits = Literal["none", "last", "all"]

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
+import jinja2
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
 from localspec import calibrate
@@ -126,7 +127,12 @@ class Engine:
         the calibration alone times bare decodes and would overstate it."""
         return self.planner.costs.plain.tokens_per_s
 
-    def render_chat(self, messages: list[dict[str, str]]) -> str:
+    @property
+    def chat_template(self) -> str | None:
+        return self._template
+
+    def render_chat(self, messages: list[dict], tools: list[dict] | None = None) -> str:
+        """`messages` (and OpenAI-style `tools`, for a template that takes them) in the chat template."""
         if not self._template:
             raise LocalspecError(f"{self.target_name} has no chat template; use --raw or set chat_template in models.toml")
         formatter = Jinja2ChatFormatter(
@@ -135,32 +141,37 @@ class Engine:
             bos_token=self.target.token_text(self.target.bos),
             add_generation_prompt=True,
         )
-        return formatter(messages=messages).prompt
+        try:
+            return formatter(messages=messages, tools=tools).prompt
+        except (jinja2.TemplateError, ValueError, TypeError) as e:
+            # raise_exception() in a template is a ValueError: its words are for the user.
+            raise LocalspecError(f"the chat template of {self.target_name} cannot render these messages: {e}") from None
 
     @property
     def n_ctx(self) -> int:
         return self.target_ctx.n_ctx
 
-    def chat_tokens(self, messages: list[dict[str, str]], continuation: str = "") -> list[int]:
+    def chat_tokens(self, messages: list[dict], continuation: str = "", tools: list[dict] | None = None) -> list[int]:
         """The prompt of a chat turn: `messages` in the chat template, ready for
         the assistant; with `continuation`, that much of its reply already written."""
-        tokens = self.target.tokenize(self.render_chat(messages), add_special=True, parse_special=True)
+        tokens = self.target.tokenize(self.render_chat(messages, tools), add_special=True, parse_special=True)
         if continuation:
             tokens += self.target.tokenize(continuation, add_special=False, parse_special=False)
         return tokens
 
     def chat(
         self,
-        messages: list[dict[str, str]],
+        messages: list[dict],
         options: GenerateOptions,
         cancel: threading.Event | None = None,
         *,
         continuation: str = "",
         cut: int = 0,
+        tools: list[dict] | None = None,
     ) -> Generation:
         """A reply to `messages`; with `continuation`, the rest of a reply that
         far written, less its first `cut` tokens (when it alone fills the context)."""
-        tokens = self.chat_tokens(messages)
+        tokens = self.chat_tokens(messages, tools=tools)
         if continuation:
             more = self.target.tokenize(continuation, add_special=False, parse_special=False)
             tokens += more[cut:]

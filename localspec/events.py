@@ -19,11 +19,16 @@ class EmittedToken:
     """One generated token. `source` is "draft" when a drafter proposed it and
     the target agreed, "target" when the target produced it itself (the
     correction/bonus token of a verify step). `margin` is the target's top-1
-    minus top-2 logit at that position, filled only when tracing."""
+    minus top-2 logit at that position, filled only when tracing. `logprob`
+    and `top_logprobs` ((token, logprob) pairs, most likely first) are filled
+    only when asked for (GenerateOptions.logprobs; localspec/generate.py says
+    which distribution they come from)."""
 
     id: int
     source: Source
     margin: float | None = None
+    logprob: float | None = None
+    top_logprobs: tuple[tuple[int, float], ...] = ()
 
 
 @dataclass
@@ -144,4 +149,5 @@ class GenerationResult:
     tokens: list[int]
     stop_reason: StopReason
     counters: Counters
-    trace: list[EmittedToken]
+    trace: list[EmittedToken]  # every token generated
+    released: list[EmittedToken] = field(default_factory=list)  # those whose text is in `text` (stop strings cut)

@@ -7,6 +7,24 @@ holds the target's distribution for the position after d_i (row 0: after
 `pending`), which is exactly what the verifier compares draft token d_{i+1}
 against. Plain decoding is the same step with k = 0, so the baseline and the
 speculative runs share every line of code but the drafter.
+
+Two options change what a step reads from those rows:
+
+- `grammar`: GBNF text (a `root` rule; localspec.grammar makes it from a JSON
+  schema). Every row is masked by the grammar as it stands after the tokens
+  before it, and only emitted tokens advance it (localspec/constrain.py), so
+  drafting goes on inside constrained output and stays exact.
+- `logprobs`: None for none; n >= 0 puts on every emitted token the target's
+  log-probability of it and of its n most likely alternatives, read from the
+  same rows (no extra decode). The distribution is the one the sampling
+  settings define before any grammar: greedy, the softmax of the logits (at
+  temperature 1); sampled, the filtered, tempered distribution the verifier
+  draws from (a token the filters removed has -inf, and is not listed among
+  the alternatives). A grammar's mask is not folded in: that would take the
+  mask over the whole vocabulary at every token (10-30 ms each on a 152k
+  vocabulary), so under a grammar a logprob is the model's belief in the token,
+  not its share of what the grammar allowed, and the chosen token need not be
+  the first alternative.
 """
 
 from __future__ import annotations
@@ -20,8 +38,10 @@ import numpy as np
 
 from localspec.backend import Context, ContextFull, TextStream
 from localspec.drafters import EMPTY_DRAFT, Drafter, StepPlan
+from localspec.constrain import verify_constrained_greedy, verify_constrained_sampled
 from localspec.events import Counters, EmittedToken, GenerationResult, StepEvent, StopReason
-from localspec.verify import SamplingParams, probs_from_logits, top2_margin, verify_greedy, verify_sampled
+from localspec.grammar import Grammar
+from localspec.verify import SamplingParams, logprobs_at, probs_from_logits, top2_margin, verify_greedy, verify_sampled
 
 
 @dataclass
@@ -30,6 +50,9 @@ class GenerateOptions:
     sampling: SamplingParams = SamplingParams()
     stop: tuple[str, ...] = ()
     trace: bool = False
+    shown_specials: frozenset[int] = frozenset()  # control tokens whose text the reply shows
+    grammar: str | None = None  # GBNF the reply must match (None or "": unconstrained)
+    logprobs: int | None = None  # alternatives per token to report with its logprob (None: no logprobs)
 
 
 class StepPlanner(Protocol):
@@ -66,14 +89,19 @@ class Generation:
         self.cancel = cancel or threading.Event()
         self.drafters = drafters
         self.result: GenerationResult | None = None
+        # Compiled here, so a grammar llama.cpp refuses is a LocalspecError before any work.
+        self.grammar = Grammar(target.model, options.grammar) if options.grammar else None
 
     def __iter__(self) -> Iterator[StepEvent]:
         opts = self.options
         model = self.target.model
         counters = Counters()
         rng = np.random.default_rng(opts.sampling.seed)
-        text_stream = TextStream(model)
+        text_stream = TextStream(model, opts.shown_specials)
 
+        grammar = self.grammar
+        if grammar:
+            grammar.reset()
         t0 = time.perf_counter()
         context = list(self.prompt)
         try:
@@ -88,6 +116,7 @@ class Generation:
 
         generated: list[int] = []
         trace: list[EmittedToken] = []
+        released: list[EmittedToken] = []
         release = StopHoldback(opts.stop)
         stop_reason: StopReason | None = None
         gen_start = time.perf_counter()
@@ -115,16 +144,34 @@ class Generation:
             verify_start = time.perf_counter()
 
             rows = self.target.decode([context[-1], *draft_tokens], logits="all")
-            if opts.sampling.greedy:
+            p = None
+            # Under a grammar a margin is taken among the allowed tokens, as the walk goes.
+            margins: list = [] if opts.trace and grammar else None
+            if opts.sampling.greedy and grammar:
+                n_acc, next_token = verify_constrained_greedy(rows, draft_tokens, grammar, margins)
+            elif opts.sampling.greedy:
                 n_acc, next_token = verify_greedy(rows, draft_tokens)
+            elif grammar:
+                p = probs_from_logits(rows, opts.sampling)
+                n_acc, next_token = verify_constrained_sampled(
+                    p, rows, opts.sampling, draft_tokens, grammar, rng, margins
+                )
             else:
+                p = probs_from_logits(rows, opts.sampling)
                 q = draft.probs[: len(draft_tokens)] if draft.probs is not None else None
-                n_acc, next_token = verify_sampled(probs_from_logits(rows, opts.sampling), q, draft_tokens, rng)
-            margins = [top2_margin(rows[i]) for i in range(n_acc + 1)] if opts.trace else [None] * (n_acc + 1)
+                n_acc, next_token = verify_sampled(p, q, draft_tokens, rng)
+            chosen = [*draft_tokens[:n_acc], *([] if next_token is None else [next_token])]
+            if margins is None:
+                margins = [top2_margin(rows[i]) for i in range(len(chosen))] if opts.trace else [None] * len(chosen)
+            lps = logprobs_at(rows, p, chosen, opts.logprobs) if opts.logprobs is not None else [(None, ())] * len(chosen)
             step_end = time.perf_counter()
 
-            new = [EmittedToken(t, "draft", m) for t, m in zip(draft_tokens[:n_acc], margins)]
-            new.append(EmittedToken(next_token, "target", margins[n_acc]))
+            new = [
+                EmittedToken(t, "draft" if i < n_acc else "target", m, lp, top)
+                for i, (t, m, (lp, top)) in enumerate(zip(chosen, margins, lps))
+            ]
+            if next_token is None:  # the grammar allows nothing more: it has ended the reply
+                stop_reason = "eog"
             emitted: list[EmittedToken] = []
             for tok in new:
                 if model.is_eog(tok.id):
@@ -151,6 +198,7 @@ class Generation:
                 or len(self.target.tokens) >= self.target.n_ctx
             )
             shown, pieces, hit = release.push(emitted, [text_stream.push(t.id) for t in emitted], last)
+            released.extend(shown)
             if hit:
                 stop_reason = "stop"
             delta = "".join(pieces)
@@ -180,7 +228,7 @@ class Generation:
             yield event
 
         counters.gen_s = time.perf_counter() - gen_start
-        self.result = GenerationResult(release.text, generated, stop_reason, counters, trace)
+        self.result = GenerationResult(release.text, generated, stop_reason, counters, trace, released)
 
 
 class StopHoldback:

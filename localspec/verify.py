@@ -39,7 +39,7 @@ from localspec.errors import LocalspecError
 
 # How many best candidates top-p sorts, in turn, before sorting the whole row.
 _TOP_P_CANDIDATES = (256, 4096)
-_TINY = np.finfo(np.float64).tiny
+TINY = np.finfo(np.float64).tiny
 
 
 @dataclass(frozen=True)
@@ -194,6 +194,35 @@ def top2_margin(logits_row: np.ndarray) -> float:
     return float(top2[1] - top2[0])
 
 
+def logprobs_at(
+    rows: np.ndarray, p: np.ndarray | None, tokens: Sequence[int], top_n: int
+) -> list[tuple[float, tuple[tuple[int, float], ...]]]:
+    """For each tokens[i], its log-probability in row i and the `top_n` most
+    likely tokens of that row with theirs, best first.
+
+    With `p` (sampled), the rows' filtered distributions are used, and a
+    token they give 0 gets -inf and is never among the alternatives; without
+    (greedy), the softmax of the logits `rows` at temperature 1.
+    """
+    out = []
+    for i, token in enumerate(tokens):
+        if p is None:
+            row = rows[i].astype(np.float64)
+            row -= row.max()
+            row -= math.log(np.exp(row).sum())
+        else:
+            with np.errstate(divide="ignore"):
+                row = np.log(p[i])
+        top: tuple[tuple[int, float], ...] = ()
+        if top_n > 0:
+            m = min(top_n, row.shape[0])
+            best = np.argpartition(-row, m - 1)[:m]
+            best = best[np.lexsort((best, -row[best]))]
+            top = tuple((int(t), float(row[t])) for t in best if row[t] > -math.inf)
+        out.append((float(row[token]), top))
+    return out
+
+
 def verify_greedy(target_logits: np.ndarray, draft_tokens: Sequence[int]) -> tuple[int, int]:
     """(n_accepted, next_token): the longest draft prefix equal to the target's
     argmax path, and the target's argmax right after it (correction or bonus)."""
@@ -240,15 +269,15 @@ def verify_sampled(
         # their wrappers cost more than the work on short rows.
         cdf = np.add.accumulate(residual, out=residual)
         # Empty only when p == q: then rejection had probability 0 and any choice
-        # is lossless; p is the natural one. (>= tiny also keeps _draw's
+        # is lossless; p is the natural one. (>= tiny also keeps draw's
         # argument below safe from subnormal totals.)
-        if not cdf[-1] >= _TINY:
+        if not cdf[-1] >= TINY:
             cdf = np.add.accumulate(p[i])
-        return i, _draw(cdf, rng)
-    return k, _draw(np.add.accumulate(p[k]), rng)
+        return i, draw(cdf, rng)
+    return k, draw(np.add.accumulate(p[k]), rng)
 
 
-def _draw(cdf: np.ndarray, rng: np.random.Generator) -> int:
+def draw(cdf: np.ndarray, rng: np.random.Generator) -> int:
     """Inverse-CDF draw given the running sum of non-negative weights, whose
     total cdf[-1] is a normal float. u <= 1 - 2**-53 makes u * total round
     strictly below total, so the index found is a real token; side="right"

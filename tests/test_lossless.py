@@ -146,3 +146,31 @@ def test_margins_at_matches_the_margins_plain_decoding_saw(smollm2_self):
     assert got[len(plain.tokens)] >= 0.0  # where plain decoding stopped, its choice is judged too
     with pytest.raises(ValueError):
         margins_at(smollm2_self.target_ctx, prompt, plain.tokens, [len(plain.tokens) + 1])
+
+
+WRITE_FILE = {"type": "function", "function": {"name": "write_file", "parameters": {
+    "type": "object", "properties": {"path": {"type": "string"}, "content": {"type": "string"}},
+    "required": ["path", "content"]}}}  # fmt: skip
+
+
+@pytest.mark.qwen
+@pytest.mark.parametrize("method", ["draft", "lookup"])
+def test_qwen_pair_forced_tool_call_equals_plain(qwen_pair, method):
+    """tool_choice required: the call's grammar (localspec/server/toolgrammar.py)
+    holds every drafted position, and greedy output stays plain constrained decoding's."""
+    from localspec.server.toolgrammar import force_calls
+
+    grammar = force_calls("hermes", [WRITE_FILE], None)
+    messages = [{"role": "user", "content": PROMPTS[0] + "\n\nSave it as shapes.py with write_file."}]
+
+    def run(m: str) -> GenerationResult:
+        qwen_pair.method = m
+        gen = qwen_pair.chat(messages, GenerateOptions(max_tokens=64, trace=True, grammar=grammar), tools=[WRITE_FILE])
+        for _ in gen:
+            pass
+        return gen.result
+
+    plain, spec = run("none"), run(method)
+    assert plain.text.startswith('<tool_call>\n{"name": "write_file", "arguments": {')
+    assert_lossless(plain, spec, TIE_MARGIN)
+    assert spec.counters.drafted > 0, "nothing was drafted under the grammar: nothing was verified"

@@ -52,12 +52,12 @@ def env(tmp_path_factory, smollm2_path) -> dict[str, str]:
 
 
 class Server:
-    def __init__(self, env: dict[str, str], log: Path, *args: str):
+    def __init__(self, env: dict[str, str], log: Path, *args: str, models: tuple[str, ...] = ("--target", MODEL, "--method", "lookup")):
         self.log = log
         self.key = env.get("LOCALSPEC_API_KEY")
         with open(log, "w") as f:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "localspec", "serve", "--target", MODEL, "--method", "lookup", "--port", "0", *args],
+                [sys.executable, "-m", "localspec", "serve", *models, "--port", "0", *args],
                 stdout=f, stderr=subprocess.STDOUT, env=env,
             )  # fmt: skip
         try:
@@ -113,8 +113,8 @@ class Server:
         return self.proc.returncode
 
 
-def _serve(env, tmp_path_factory, name: str, *args: str):
-    server = Server(env, tmp_path_factory.mktemp(name) / "server.log", *args)
+def _serve(env, tmp_path_factory, name: str, *args: str, **kw):
+    server = Server(env, tmp_path_factory.mktemp(name) / "server.log", *args, **kw)
     try:
         yield server
     finally:
@@ -438,6 +438,40 @@ def test_sdk_sees_openai_errors(server):
     assert e.value.param == "messages[0].role"
     # ... and the server still answers.
     assert server.client().completions.create(model=MODEL, prompt=COUNTING, max_tokens=2).choices[0].text
+
+
+def test_tools_on_a_model_without_tool_support_is_400(server):
+    tool = {"type": "function", "function": {"name": "get_time", "parameters": {"type": "object", "properties": {}}}}
+    with pytest.raises(openai.BadRequestError) as e:
+        server.client().chat.completions.create(model=MODEL, messages=USER, tools=[tool])
+    assert e.value.param == "tools" and MODEL in e.value.message and "no tool support" in e.value.message
+
+
+def test_legacy_functions_are_400(server):
+    r = server.http.post("/v1/chat/completions", json={"messages": USER, "functions": [{"name": "f"}]})
+    assert _error(r, 400)["param"] == "functions"
+
+
+BIG = 30_000_000
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_a_body_larger_than_the_context_could_hold_is_refused_unread(server, chunked):
+    """413 before the body is parsed or tokenized: by Content-Length, or by
+    counting a chunked body as it comes."""
+    body = b'{"messages": [{"role": "user", "content": "' + b"a" * BIG + b'"}]}'
+    refused, answered = server.metric("invalid_requests_total"), server.metric("requests_total")
+    content = iter([body[i : i + (1 << 20)] for i in range(0, len(body), 1 << 20)]) if chunked else body
+    r = server.http.post("/v1/chat/completions", content=content, headers={"Content-Type": "application/json"})
+    err = _error(r, 413)
+    assert err["code"] == "request_too_large" and "4096 tokens" in err["message"]
+    assert f"is {len(body)} bytes" in err["message"]  # (the chunked one counted to its end)
+    assert server.metric("invalid_requests_total") == refused + 1
+    assert server.metric("requests_total") == answered  # nothing ran
+    assert server.http.get("/health").json()["running"] == 0
+    # A body within the limit still goes through.
+    ok = server.client().completions.create(model=MODEL, prompt=COUNTING, temperature=0, max_tokens=2)
+    assert ok.choices[0].text
 
 
 def test_unknown_route_is_an_openai_404(server):

@@ -29,8 +29,11 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from localspec.errors import LocalspecError
-from localspec.server import stats
+from localspec.server import stats, tools
+from localspec.server.limits import BodyLimit, body_limit
+from localspec.server.logprobs import WithLogprobs, token_bytes_of
 from localspec.server.schemas import ChatRequest, CompletionRequest
+from localspec.server.toolparse import ToolStream
 from localspec.server.worker import Job, QueueFull, Start, Worker
 
 RETRY_AFTER_S = 1
@@ -130,10 +133,22 @@ class _Shape:
             out["usage"] = None
         return out
 
+    def step(self, text: str, tokens: tuple) -> list[dict]:
+        """The chunks of one engine step's text (its tokens: see server/logprobs.py)."""
+        return self.piece(text) if text else []
+
 
 class ChatShape(_Shape):
+    """With `tools` (a ToolStream), the reply's text is read for tool calls on
+    the way out, streamed or whole, by the same code."""
+
     prefix = "chatcmpl-"
     chunk_object = "chat.completion.chunk"
+
+    def __init__(self, model: str, method: str, include_usage: bool, tools: ToolStream | None, metrics: stats.Metrics):
+        super().__init__(model, method, include_usage)
+        self.tools = tools
+        self.metrics = metrics
 
     def _delta(self, delta: dict, finish: str | None = None) -> dict:
         return self._chunk([{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}])
@@ -141,17 +156,31 @@ class ChatShape(_Shape):
     def opening(self) -> list[dict]:
         return [self._delta({"role": "assistant", "content": ""})]
 
-    def piece(self, text: str) -> dict:
-        return self._delta({"content": text})
+    def piece(self, text: str) -> list[dict]:
+        if self.tools is None:
+            return [self._delta({"content": text})]
+        return [self._delta(d) for d in self.tools.push(text)]
+
+    def _finish_reason(self, result) -> str:
+        if self.tools is None:
+            return stats.finish_reason(result)
+        self.metrics.add(tool_calls=len(self.tools.calls), tool_calls_malformed=self.tools.malformed)
+        return "tool_calls" if self.tools.calls else stats.finish_reason(result)
 
     def closing(self, done: tuple) -> list[dict]:
-        final = {**self._delta({}, stats.finish_reason(done[1])), **self._stats(done)}
-        return [final, *self._usage_chunk(done)]
+        rest = [self._delta(d) for d in self.tools.finish()] if self.tools else []
+        final = {**self._delta({}, self._finish_reason(done[1])), **self._stats(done)}
+        return [*rest, final, *self._usage_chunk(done)]
 
     def whole(self, done: tuple) -> dict:
         _, result, _, n_prompt = done
-        message = {"role": "assistant", "content": result.text}
-        choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": stats.finish_reason(result)}
+        if self.tools is None:
+            message = {"role": "assistant", "content": result.text}
+        else:
+            self.tools.push(result.text)
+            self.tools.finish()
+            message = self.tools.message()
+        choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": self._finish_reason(result)}
         return {
             **self._base("chat.completion", [choice]),
             "usage": stats.usage(result, n_prompt),
@@ -169,8 +198,8 @@ class CompletionShape(_Shape):
     def opening(self) -> list[dict]:
         return []
 
-    def piece(self, text: str) -> dict:
-        return self._text(text)
+    def piece(self, text: str) -> list[dict]:
+        return [self._text(text)]
 
     def closing(self, done: tuple) -> list[dict]:
         final = {**self._text("", stats.finish_reason(done[1])), **self._stats(done)}
@@ -196,8 +225,17 @@ def create_app(worker: Worker, api_key: str | None = None) -> FastAPI:
     model_name = engine.target_name
     created = int(time.time())
     n_ctx = engine.target_ctx.n_ctx
+    token_bytes = token_bytes_of(engine.target)
+    template_tools = tools.TemplateTools.probe(model_name, engine.chat_template)
+    shown_specials = tools.shown_specials(
+        template_tools.family, lambda s: engine.target.tokenize(s, add_special=False, parse_special=True)
+    )
 
     app = FastAPI(title="localspec", docs_url=None, redoc_url=None)
+    # The last added runs first: the key is checked before the body is read.
+    app.add_middleware(
+        BodyLimit, limit=body_limit(n_ctx), n_ctx=n_ctx, on_refuse=lambda: metrics.add(invalid_requests=1)
+    )
     app.add_middleware(BearerKey, key=api_key)
 
     @app.exception_handler(RequestValidationError)
@@ -210,7 +248,7 @@ def create_app(worker: Worker, api_key: str | None = None) -> FastAPI:
     @app.exception_handler(LocalspecError)
     async def _refused(request: Request, exc: LocalspecError):
         metrics.add(invalid_requests=1)
-        return error_response(400, str(exc))
+        return error_response(400, str(exc), param=getattr(exc, "param", None))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException):
@@ -251,17 +289,28 @@ def create_app(worker: Worker, api_key: str | None = None) -> FastAPI:
 
     @app.post("/v1/chat/completions")
     async def chat_completions(body: ChatRequest, request: Request):
-        messages = body.template_input()
+        plan = tools.plan(body, template_tools)
         options = body.options(body.token_limit(n_ctx))
-        shape = ChatShape(model_name, engine.method, body.include_usage)
-        return await generate(request, body.stream, shape, lambda eng, cancel: eng.chat(messages, options, cancel))
+        if plan.parses:
+            if options.grammar:  # (as llama-server: one grammar holds a reply, the tools' or the request's)
+                raise tools.RequestError("give tools or a grammar/response_format, not both (or tool_choice none)", "tools")
+            options.shown_specials = shown_specials
+            options.grammar = plan.grammar
+        shape = ChatShape(model_name, engine.method, body.include_usage, plan.stream(), metrics)
+        shape = with_logprobs(shape, options)
+        return await generate(
+            request, body.stream, shape, lambda eng, cancel: eng.chat(plan.messages, options, cancel, tools=plan.tools)
+        )
 
     @app.post("/v1/completions")
     async def completions(body: CompletionRequest, request: Request):
         prompt = body.prompt
         options = body.options(body.token_limit(n_ctx))
-        shape = CompletionShape(model_name, engine.method, body.include_usage)
+        shape = with_logprobs(CompletionShape(model_name, engine.method, body.include_usage), options, legacy=True)
         return await generate(request, body.stream, shape, lambda eng, cancel: eng.complete(prompt, options, cancel))
+
+    def with_logprobs(shape: _Shape, options, legacy: bool = False):
+        return WithLogprobs(shape, token_bytes, legacy) if options.logprobs is not None else shape
 
     async def generate(request: Request, stream: bool, shape: _Shape, start: Start) -> Response:
         job = Job(start=start, loop=asyncio.get_running_loop(), stream=stream)
@@ -320,7 +369,8 @@ def create_app(worker: Worker, api_key: str | None = None) -> FastAPI:
                 yield _data(obj)
             item = first
             while item[0] == "step":
-                yield _data(shape.piece(item[1]))
+                for obj in shape.step(item[1], item[2]):
+                    yield _data(obj)
                 item = await job.out.get()
             if item[0] == "done":
                 for obj in shape.closing(item):

@@ -2,17 +2,20 @@
 
 Fields OpenAI defines that change nothing here (user, presence_penalty, ...)
 are accepted and ignored, as llama-server does; anything that would change
-the reply and is not supported (n > 1, tools, content other than text) is a
-400, not a silent difference.
+the reply and is not supported (n > 1, content other than text, the legacy
+`functions`) is a 400, not a silent difference. How tools, tool calls and
+tool results fit together is checked in localspec/server/tools.py.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from localspec.errors import LocalspecError
 from localspec.generate import GenerateOptions
+from localspec.grammar import JSON_OBJECT_GBNF, schema_to_gbnf
 from localspec.verify import SamplingParams
 
 COMPLETION_MAX_TOKENS = 16  # OpenAI's default for /v1/completions
@@ -24,11 +27,78 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
-class Message(BaseModel):
-    model_config = ConfigDict(extra="allow")  # name, tool_call_id, ... ignored
+class JsonSchemaSpec(BaseModel):
+    model_config = ConfigDict(extra="allow", populate_by_name=True)  # description, ...
 
-    role: Literal["system", "developer", "user", "assistant"]
+    name: str | None = None
+    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
+    strict: bool | None = None  # the grammar holds the reply to the schema either way
+
+
+class ResponseFormat(BaseModel):
+    """OpenAI's `response_format`; llama-server's `{"type": "json_object", "schema": {...}}` too."""
+
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchemaSpec | None = None
+    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
+
+    @model_validator(mode="after")
+    def _schema_given(self) -> "ResponseFormat":
+        if self.type == "json_schema" and self.json_schema is None:
+            raise ValueError("type json_schema needs a json_schema object")
+        return self
+
+    def gbnf(self) -> str | None:
+        """The grammar the reply must follow (LocalspecError: a schema the converter refuses)."""
+        if self.type == "text":
+            return None
+        schema = self.json_schema.schema_ if self.json_schema is not None else self.schema_
+        return JSON_OBJECT_GBNF if schema is None else schema_to_gbnf(schema)
+
+
+def _refusal(message: str, param: str) -> LocalspecError:
+    err = LocalspecError(message)
+    err.param = param  # server/app.py puts it in the error object
+    return err
+
+
+# OpenAI's rule for function names (and what llama.cpp's grammars assume).
+FUNCTION_NAME = r"^[A-Za-z0-9_-]{1,64}$"
+
+
+class FunctionDef(BaseModel):
+    model_config = ConfigDict(extra="allow")  # strict, ...
+
+    name: Annotated[str, Field(pattern=FUNCTION_NAME)]
+    description: str | None = None
+    parameters: dict[str, Any] | None = None  # a JSON schema
+
+
+class Tool(BaseModel):
+    type: Literal["function"]
+    function: FunctionDef
+
+
+class CalledFunction(BaseModel):
+    name: str
+    arguments: str | dict[str, Any]  # OpenAI sends a JSON string; some clients an object
+
+
+class ToolCall(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    type: Literal["function"] = "function"
+    function: CalledFunction
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="allow")  # name, ... ignored
+
+    role: Literal["system", "developer", "user", "assistant", "tool"]
     content: Any = None
+    tool_calls: list[ToolCall] | None = None  # assistant
+    tool_call_id: str | None = None  # tool
 
     @field_validator("content")
     @classmethod
@@ -42,7 +112,7 @@ class Message(BaseModel):
             return "".join(p["text"] for p in v)
         raise ValueError("must be a string or a list of {\"type\": \"text\", \"text\": ...} parts")
 
-    def as_template_input(self) -> dict[str, str]:
+    def as_template_input(self) -> dict[str, Any]:
         # Chat templates know "system"; OpenAI's newer name for it is "developer".
         role = "system" if self.role == "developer" else self.role
         return {"role": role, "content": self.content or ""}
@@ -83,27 +153,67 @@ class _Sampling(BaseModel):
             seed=self.seed if self.seed is not None and self.seed >= 0 else None,
         )
         stops = [self.stop] if isinstance(self.stop, str) else (self.stop or [])
-        return GenerateOptions(max_tokens=max_tokens, sampling=sampling, stop=tuple(s for s in stops if s))
+        return GenerateOptions(
+            max_tokens=max_tokens,
+            sampling=sampling,
+            stop=tuple(s for s in stops if s),
+            grammar=self.constraint(),
+            logprobs=self.logprob_count(),
+        )
+
+    # llama-server's GBNF field, on both endpoints.
+    grammar: str | None = None
+
+    def constraint(self) -> str | None:
+        """GBNF text the reply must match, or None (LocalspecError for a schema that cannot be converted)."""
+        return self.grammar or None
+
+    def logprob_count(self) -> int | None:
+        """Alternatives to report per token with its logprob; None: no logprobs."""
+        return None
 
 
 class ChatRequest(_Sampling):
     messages: Annotated[list[Message], Field(min_length=1)]
     max_completion_tokens: Positive | None = None
-    tools: list[Any] | None = None
+    tools: list[Tool] | None = None
+    tool_choice: Any = None  # "none", "auto", "required" or {"type": "function", "function": {"name": ..}}
+    parallel_tool_calls: bool | None = None
+    functions: Any = None  # OpenAI's deprecated form of tools
+    function_call: Any = None
 
-    @field_validator("tools")
+    @field_validator("functions", "function_call")
     @classmethod
-    def _no_tools(cls, v: list[Any] | None) -> None:
-        if v:
-            raise ValueError("tool calling is not supported")
+    def _no_legacy_functions(cls, v: Any) -> None:
+        if v is not None:
+            raise ValueError("the deprecated functions/function_call are not supported; send tools and tool_choice")
         return None
 
     def token_limit(self, n_ctx: int) -> int:
         # Unset: until the model ends its reply or the context is full.
         return self.max_completion_tokens or self.max_tokens or n_ctx
 
-    def template_input(self) -> list[dict[str, str]]:
-        return [m.as_template_input() for m in self.messages]
+    # Constrained output and logprobs (localspec/grammar.py, server/logprobs.py).
+    response_format: ResponseFormat | None = None
+    logprobs: bool | None = None
+    top_logprobs: Annotated[int, Field(ge=0, le=20)] | None = None
+
+    def constraint(self) -> str | None:
+        if self.response_format is None or self.response_format.type == "text":
+            return super().constraint()
+        if self.grammar:
+            raise _refusal("give either grammar or response_format, not both", "grammar")
+        try:
+            return self.response_format.gbnf()
+        except LocalspecError as e:
+            raise _refusal(str(e), "response_format") from None
+
+    def logprob_count(self) -> int | None:
+        if not self.logprobs:
+            if self.top_logprobs:
+                raise _refusal("top_logprobs needs logprobs: true", "top_logprobs")
+            return None
+        return self.top_logprobs or 0
 
 
 class CompletionRequest(_Sampling):
@@ -120,3 +230,9 @@ class CompletionRequest(_Sampling):
 
     def token_limit(self, n_ctx: int) -> int:
         return self.max_tokens or COMPLETION_MAX_TOKENS
+
+    # The legacy form: how many alternatives per token (OpenAI allows up to 5).
+    logprobs: Annotated[int, Field(ge=0, le=20)] | None = None
+
+    def logprob_count(self) -> int | None:
+        return self.logprobs

@@ -78,6 +78,8 @@ _COUNTERS = {
     "tokens_drafted": "Tokens drafted.",
     "tokens_accepted": "Drafted tokens the target accepted.",
     "steps": "Target verify passes.",
+    "tool_calls": "Tool calls returned.",
+    "tool_calls_malformed": "Tool calls the model wrote that did not parse (returned as content).",
 }
 
 

@@ -4,7 +4,7 @@ The engine is not thread-safe, so every call into it happens here. The event
 loop submits a `Job` (a function that starts a Generation) and reads what the
 thread posts back onto the job's asyncio queue with `call_soon_threadsafe`:
 
-    ("step", text)                      a text delta (streaming jobs only)
+    ("step", text, tokens)              a text delta and its EmittedTokens (streaming jobs only)
     ("done", result, methods, n_prompt)  GenerationResult, steps per drafter, prompt tokens
     ("invalid", LocalspecError)         the request cannot be served (400)
     ("error", Exception)                a bug (500)
@@ -124,8 +124,8 @@ class Worker:
             gen = job.start(self.engine, job.cancel)
             for event in gen:
                 methods[event.method] += 1
-                if job.stream and event.text:
-                    job.post("step", event.text)
+                if job.stream and (event.text or event.tokens):
+                    job.post("step", event.text, event.tokens)
             result = gen.result
             assert result is not None
         except LocalspecError as e:

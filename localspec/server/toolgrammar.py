@@ -1,0 +1,114 @@
+"""tool_choice "required" or a named function: a GBNF grammar that lets the
+model write nothing but calls, in its family's own format, each naming one
+of the tools and with arguments that follow that tool's parameter schema.
+
+The generation applies it at every drafted position (localspec/constrain.py),
+so a forced call is drafted and verified like any other text and greedy
+output is what plain constrained decoding writes. Each tool's schema becomes
+a grammar through llama.cpp's converter (localspec.grammar.schema_to_gbnf);
+its rules are renamed apart (`t0-root`, `t0-space`, ...) so that several
+tools fit in one grammar, and the family's wrapper is put around them:
+
+    hermes         <tool_call>\\n{"name": "f", "arguments": ARGS}\\n</tool_call> (one per call)
+    llama3         {"name": "f", "parameters": ARGS} (its templates take one call a turn)
+    mistral        [TOOL_CALLS][{"name": "f", "arguments": ARGS}, ...]
+    mistral-args   [TOOL_CALLS]f[ARGS]ARGS (one per call; Small 3.2, Devstral)
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Sequence
+
+from localspec.errors import LocalspecError
+from localspec.grammar import schema_to_gbnf
+
+
+class SchemaError(LocalspecError):
+    """A tool's parameter schema that llama.cpp's converter cannot turn into a grammar."""
+
+    def __init__(self, message: str, index: int):
+        super().__init__(message)
+        self.index = index
+
+_RULE = re.compile(r"^([A-Za-z0-9-]+) ::= (.*)$")
+_NAME = re.compile(r"[A-Za-z][A-Za-z0-9-]*")
+
+
+def _literal(text: str) -> str:
+    """A GBNF string literal (GBNF's escapes are JSON's, for these characters)."""
+    return json.dumps(text, ensure_ascii=False)
+
+
+def rename(gbnf: str, prefix: str) -> str:
+    """`gbnf` with every rule name, where defined and where used, given `prefix`
+    (names inside "literals" and [classes] are text, not rules, and stay)."""
+    rules = {m[1] for line in gbnf.splitlines() if (m := _RULE.match(line))}
+    out = []
+    for line in gbnf.splitlines():
+        m = _RULE.match(line)
+        if not m:
+            out.append(line)
+            continue
+        out.append(f"{prefix}{m[1]} ::= {_rename_body(m[2], rules, prefix)}")
+    return "\n".join(out) + "\n"
+
+
+def _rename_body(body: str, rules: set[str], prefix: str) -> str:
+    out, i = [], 0
+    while i < len(body):
+        c = body[i]
+        if c in "\"[":  # a literal or a character class, copied through its end
+            close = '"' if c == '"' else "]"
+            j = i + 1
+            while j < len(body) and body[j] != close:
+                j += 2 if body[j] == "\\" else 1
+            out.append(body[i : j + 1])
+            i = j + 1
+        elif m := _NAME.match(body, i):
+            out.append(prefix + m[0] if m[0] in rules else m[0])
+            i = m.end()
+        else:
+            out.append(c)
+            i += 1
+    return "".join(out)
+
+
+def force_calls(style: str, tools: Sequence[dict], max_calls: int | None) -> str:
+    """GBNF for one call (max_calls 1) or one or more, of `tools` (OpenAI's
+    tool objects, already checked), in `style` (a key of _FRAMES)."""
+    parts, alternatives = [], []
+    for i, tool in enumerate(tools):
+        fn = tool["function"]
+        try:
+            args = schema_to_gbnf(fn.get("parameters") or {"type": "object"})
+        except LocalspecError as e:
+            raise SchemaError(f"the parameters of {fn['name']}: {e}", i) from None
+        parts.append(rename(args, f"t{i}-"))
+        alternatives.append(_call(style, fn["name"], f"t{i}-root"))
+    opening, between, closing, single = _FRAMES[style]
+    root = [_literal(opening)] if opening else []
+    root.append("call" if single or max_calls == 1 else f"call ({_literal(between)} call)*")
+    root += [_literal(closing)] if closing else []
+    return "\n".join([f"root ::= {' '.join(root)}", f"call ::= {' | '.join(alternatives)}", *parts]) + "\n"
+
+
+# style: (before the calls, between two calls, after them, one call only)
+_FRAMES = {
+    "hermes": ("", "\n", "", False),
+    "llama3": ("", "", "", True),
+    "mistral": ("[TOOL_CALLS][", ", ", "]", False),
+    "mistral-args": ("", "", "", False),
+}
+
+
+def _call(style: str, name: str, args: str) -> str:
+    """One call of `name` whose arguments are the rule `args`."""
+    if style == "mistral-args":
+        return f"{_literal('[TOOL_CALLS]' + name + '[ARGS]')} {args}"
+    key = "parameters" if style == "llama3" else "arguments"
+    head, tail = f'{{"name": {json.dumps(name)}, "{key}": ', "}"
+    if style == "hermes":
+        head, tail = "<tool_call>\n" + head, tail + "\n</tool_call>"
+    return f"{_literal(head)} {args} {_literal(tail)}"
