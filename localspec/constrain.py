@@ -86,18 +86,27 @@ def allowed_margin(row: np.ndarray, grammar: TokenMask) -> float:
 
 
 def verify_constrained_greedy(
-    rows: np.ndarray, draft_tokens: Sequence[int], grammar: TokenMask, margins: list | None = None
+    rows: np.ndarray,
+    draft_tokens: Sequence[int],
+    grammar: TokenMask,
+    margins: list | None = None,
+    masks: list | None = None,
 ) -> tuple[int, int | None]:
     """(n_accepted, next_token) under the grammar, advancing it past both;
     next_token is None when the grammar allows nothing after the accepted drafts.
-    With `margins`, each position's `allowed_margin` is appended to it."""
+    With `margins`, each position's `allowed_margin` is appended to it; with
+    `masks`, its whole mask (for logprobs: the costly call)."""
     k = len(draft_tokens)
     if rows.ndim != 2 or rows.shape[0] != k + 1:
         raise ValueError(f"need {k + 1} target rows for {k} draft tokens, got shape {rows.shape}")
     for i in range(k + 1):
         if margins is not None:
             margins.append(allowed_margin(rows[i], grammar))
-        found = best_allowed(rows[i], grammar)
+        if masks is not None:
+            masks.append(grammar.mask())
+            found = [int(np.argmax(np.where(masks[-1], rows[i], -np.inf)))] if masks[-1].any() else []
+        else:
+            found = best_allowed(rows[i], grammar)
         if not found:
             return i, None
         best = found[0]
@@ -134,16 +143,19 @@ def verify_constrained_sampled(
     grammar: TokenMask,
     rng: np.random.Generator,
     margins: list | None = None,
+    masks: list | None = None,
 ) -> tuple[int, int | None]:
     """(n_accepted, next_token) by the rule above; p: (k+1, V) the target's
-    filtered distributions, rows: the logits they came from; `margins` as
-    for the greedy rule."""
+    filtered distributions, rows: the logits they came from; `margins` and
+    `masks` as for the greedy rule."""
     k = len(draft_tokens)
     if p.ndim != 2 or p.shape[0] != k + 1 or rows.shape != p.shape:
         raise ValueError(f"need {k + 1} target rows for {k} draft tokens, got shapes {p.shape}, {rows.shape}")
     for i in range(k + 1):
         if margins is not None:
             margins.append(allowed_margin(rows[i], grammar))
+        if masks is not None:
+            masks.append(grammar.mask())
         x = draw_allowed(p[i], rows[i], sampling, grammar, rng)
         if x is None:
             return i, None

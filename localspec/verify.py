@@ -195,24 +195,41 @@ def top2_margin(logits_row: np.ndarray) -> float:
 
 
 def logprobs_at(
-    rows: np.ndarray, p: np.ndarray | None, tokens: Sequence[int], top_n: int
+    rows: np.ndarray,
+    p: np.ndarray | None,
+    tokens: Sequence[int],
+    top_n: int,
+    masks: Sequence[np.ndarray] | None = None,
+    sampling: SamplingParams | None = None,
 ) -> list[tuple[float, tuple[tuple[int, float], ...]]]:
     """For each tokens[i], its log-probability in row i and the `top_n` most
     likely tokens of that row with theirs, best first.
 
     With `p` (sampled), the rows' filtered distributions are used, and a
     token they give 0 gets -inf and is never among the alternatives; without
-    (greedy), the softmax of the logits `rows` at temperature 1.
+    (greedy), the softmax of the logits `rows` at temperature 1. With
+    `masks` (what a grammar allowed at each position), the distribution is
+    restricted to the allowed tokens and renormalised, as the verifier drew
+    from it (localspec/constrain.py; `sampling` for its fallback).
     """
     out = []
     for i, token in enumerate(tokens):
+        mask = masks[i] if masks is not None else None
         if p is None:
             row = rows[i].astype(np.float64)
+            if mask is not None:
+                row[~mask] = -np.inf
             row -= row.max()
             row -= math.log(np.exp(row).sum())
         else:
+            dist = p[i]
+            if mask is not None:
+                dist = np.where(mask, dist, 0.0)
+                if not dist.sum() >= TINY:  # none of the filters' survivors allowed: drawn after refiltering
+                    dist = probs_from_logits(np.where(mask, rows[i], -np.inf), sampling or SamplingParams(temp=1.0))
+                dist /= dist.sum()
             with np.errstate(divide="ignore"):
-                row = np.log(p[i])
+                row = np.log(dist)
         top: tuple[tuple[int, float], ...] = ()
         if top_n > 0:
             m = min(top_n, row.shape[0])

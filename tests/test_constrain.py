@@ -209,3 +209,24 @@ def test_logprobs_greedy_is_the_softmax_and_sampled_the_filtered_distribution():
     assert len(out[0][1]) == 3  # only what the filters kept is listed
     assert sum(np.exp(x) for _, x in out[0][1]) == pytest.approx(1.0)
     assert out[1][0] == float("-inf")
+
+
+def test_logprobs_under_a_grammar_are_of_the_allowed_tokens_renormalised():
+    rows = np.array([[3.0, 1.0, 0.0, 2.0, -1.0, 0.5, 0.0, 1.0], [0.0, 4.0, 1.0, 0.0, 0.0, 0.0, 2.0, 0.0]], np.float32)
+    g = FakeGrammar(lambda prefix: {1, 3, 5} if not prefix else {2, 6})
+    masks: list = []
+    n_acc, tok = verify_constrained_greedy(rows, [3], g, masks=masks)
+    assert (n_acc, tok) == (1, 6) and len(masks) == 2
+    out = logprobs_at(rows, None, [3, 6], 8, masks)
+    for (lp, top), row, ok in zip(out, rows.astype(np.float64), [[1, 3, 5], [2, 6]]):
+        ref = row[ok] - np.log(np.exp(row[ok]).sum())
+        assert sorted(t for t, _ in top) == ok  # only the allowed are listed
+        assert sum(np.exp(x) for _, x in top) == pytest.approx(1.0)
+        assert top[0][1] == lp == pytest.approx(ref.max())  # greedy under the grammar: the chosen is the top
+    sampling = SamplingParams(temp=0.8)
+    p = probs_from_logits(rows, sampling)
+    g = FakeGrammar(lambda prefix: {1, 3, 5} if not prefix else {2, 6})
+    masks = []
+    verify_constrained_sampled(p[:1], rows[:1], sampling, [], g, np.random.default_rng(0), masks=masks)
+    (lp, top), = logprobs_at(rows, p, [5], 3, masks, sampling)
+    assert lp == pytest.approx(np.log(p[0][5] / p[0][[1, 3, 5]].sum()))

@@ -161,3 +161,12 @@ def test_logprobs_ride_on_every_emitted_token(smollm2_pair):
         assert [lp for _, lp in t.top_logprobs] == sorted((lp for _, lp in t.top_logprobs), reverse=True)
         assert t.top_logprobs[0] == (t.id, t.logprob)  # greedy: the chosen token is the most likely
     assert result.released == result.trace
+
+
+def test_logprobs_under_a_grammar_are_the_share_of_the_allowed_tokens(smollm2_pair):
+    result = constrained(smollm2_pair, "lookup", EXTRACT, schema_to_gbnf(PERSON), logprobs=2)
+    jsonschema.validate(json.loads(result.text), PERSON)
+    for t in result.trace:
+        # Greedy under the grammar: the chosen token is the best allowed, so it leads
+        # (with logprobs of the unmasked softmax it often would not: the grammar forces tokens).
+        assert t.top_logprobs[0] == (t.id, t.logprob) and t.logprob <= 0
