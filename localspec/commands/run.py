@@ -26,6 +26,13 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ngl", type=int, help="target layers to offload to the GPU (-1 = all)")
     p.add_argument("--ngl-draft", type=int, help="draft layers to offload to the GPU (-1 = all)")
     p.add_argument("--threads", type=positive_int, help="CPU threads (default: all cores)")
+    p.add_argument(
+        "--rpc", metavar="HOST:PORT[,...]", help="put the target's layers on these rpc-servers (localspec rpc-server)"
+    )
+    p.add_argument("--tensor-split", metavar="P1,P2,...", help="with --rpc: each device's share of the layers")
+    p.add_argument(
+        "--rpc-timeout", type=positive_float, metavar="S", help="with --rpc: seconds of silence that end a reply (60)"
+    )
 
 
 def register(sub) -> None:
@@ -66,10 +73,17 @@ def handle(args: argparse.Namespace) -> int:
                 {"role": "user", "content": prompt}
             ]
             gen = engine.chat(messages, options)
-        for event in gen:
-            if not args.json:
-                sys.stdout.write(event.text)
-                sys.stdout.flush()
+        wrote = False
+        try:
+            for event in gen:
+                if not args.json:
+                    sys.stdout.write(event.text)
+                    sys.stdout.flush()
+                    wrote = wrote or bool(event.text)
+        except LocalspecError:
+            if wrote:
+                sys.stdout.write("\n")  # the error line goes under the text written so far, not after it
+            raise
         result = gen.result
         assert result is not None
     finally:
@@ -111,6 +125,9 @@ def engine_kwargs(args: argparse.Namespace) -> dict:
         n_gpu_layers=args.ngl,
         n_gpu_layers_draft=args.ngl_draft,
         n_threads=args.threads,
+        rpc=args.rpc,
+        tensor_split=args.tensor_split,
+        rpc_timeout=args.rpc_timeout,
     )
 
 
@@ -158,6 +175,13 @@ def non_negative_float(s: str) -> float:
     v = _number(float, s)
     if v < 0:
         raise argparse.ArgumentTypeError(f"must be 0 or more, got {s}")
+    return v
+
+
+def positive_float(s: str) -> float:
+    v = _number(float, s)
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, got {s}")
     return v
 
 
