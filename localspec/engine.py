@@ -306,7 +306,7 @@ def load_engine(
     from localspec.resolve import ensure_local, resolve_model
     from localspec.gguf_info import read_gguf_info
     from localspec.vocab import check_compatible
-    from localspec.rpc import DEFAULT_TIMEOUT as DEFAULT_RPC_TIMEOUT, parse_endpoints, parse_tensor_split
+    from localspec.rpc import DEFAULT_TIMEOUT as DEFAULT_RPC_TIMEOUT, parse_endpoints, parse_tensor_split, probe
 
     reg = registry.load_registry()
     if pair is not None or target is None:
@@ -349,6 +349,7 @@ def load_engine(
             parse_tensor_split(tensor_split) if tensor_split else (),
             DEFAULT_RPC_TIMEOUT if rpc_timeout is None else rpc_timeout,
         )
+        probe(rpc_settings.endpoints)  # before any fetch or load: a server that is not there is one line
         # Every layer goes to the devices (the servers, and local GPUs) unless --ngl says otherwise.
         n_gpu_layers = -1 if n_gpu_layers is None else n_gpu_layers
     elif tensor_split:
