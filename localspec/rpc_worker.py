@@ -20,6 +20,7 @@ import numpy as np
 
 
 def main(argv: list[str]) -> int:
+    die_with_parent()
     fd_in, fd_out, fd_logits = map(int, argv[1:4])
     requests = os.fdopen(fd_in, "rb")
     replies = os.fdopen(fd_out, "wb", buffering=0)
@@ -90,6 +91,15 @@ def main(argv: list[str]) -> int:
     ctx.close()
     model.close()
     return 0
+
+
+def die_with_parent() -> None:
+    """A parent killed outright cannot end a worker blocked on a stalled server; the kernel does (Linux)."""
+    if sys.platform.startswith("linux"):
+        import signal
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def ping(ggml, remote: list[int]) -> dict[str, float]:

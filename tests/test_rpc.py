@@ -151,7 +151,9 @@ def test_run_auto_over_rpc_prints_the_local_text(servers, smollm2_path):
             "--max-tokens", "40", "--json", "--prompt", PROMPTS[1])  # fmt: skip
     here, there = localspec(*args), localspec(*args, "--rpc", endpoints(servers))
     assert here.returncode == 0 and there.returncode == 0, there.stderr
-    assert json.loads(there.stdout)["tokens"] == json.loads(here.stdout)["tokens"]
+    remote = json.loads(there.stdout)
+    assert remote["tokens"] == json.loads(here.stdout)["tokens"]
+    assert set(remote["rpc"]["rtt_s"]) == {s.endpoint for s in servers} and "rpc" not in json.loads(here.stdout)
 
 
 def test_remote_cache_matches_a_fresh_local_evaluation_after_many_rollbacks(servers, tiny_f32_path):

@@ -86,6 +86,7 @@ def handle(args: argparse.Namespace) -> int:
             raise
         result = gen.result
         assert result is not None
+        rpc_info = rpc_report(engine) if args.json else None
     finally:
         engine.close()
 
@@ -99,6 +100,8 @@ def handle(args: argparse.Namespace) -> int:
             "draft_max": engine.draft_max,
             "stats": stats,
         }
+        if rpc_info is not None:
+            out["rpc"] = rpc_info
         if args.trace:
             out["trace"] = [{"token": t.id, "source": t.source, "margin": t.margin} for t in result.trace]
         json.dump(out, sys.stdout)
@@ -112,6 +115,16 @@ def handle(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return 0
+
+
+def rpc_report(engine) -> dict | None:
+    """For --json over RPC: the servers, their devices, and one request-reply to each now (seconds)."""
+    from localspec.remote import RemoteContext
+
+    ctx = engine.target_ctx
+    if not isinstance(ctx, RemoteContext):
+        return None
+    return {"endpoints": list(ctx.rpc.endpoints), "devices": ctx.devices, "rtt_s": ctx.ping()}
 
 
 def engine_kwargs(args: argparse.Namespace) -> dict:
