@@ -207,7 +207,7 @@ class Worker:
         try:
             os.write(self._down, json.dumps(msg).encode() + b"\n")
         except OSError:
-            self._fail("the RPC worker exited")
+            self._fail(self._why())
 
     def receive(self, on_progress: Callable[[float], None] | None = None) -> dict:
         """The child's next reply; progress lines extend the deadline, silence past it ends the child."""
@@ -241,7 +241,7 @@ class Worker:
             raise self.lost
 
     def _fail(self, why: str) -> None:
-        self.close()
+        self.close(kill=True)  # a stalled worker would not read a polite close
         self.lost = RemoteLost(f"lost the remote target over RPC: {why}")
         raise self.lost
 
@@ -262,14 +262,16 @@ class Worker:
         where = f"rpc-server {', '.join(gone)} is gone" if gone else "the RPC worker ended"
         return f"{where} ({said or f'exit status {self.proc.returncode}'})"
 
-    def close(self) -> None:
-        if self.proc.poll() is None:
+    def close(self, kill: bool = False) -> None:
+        if self.proc.poll() is None and not kill:
             try:
                 os.write(self._down, b'{"op": "close"}\n')
                 self.proc.wait(timeout=2)
             except (OSError, subprocess.TimeoutExpired):
-                self.proc.kill()
-                self.proc.wait()
+                pass
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
         for fd in (self._down, self._up):
             try:
                 os.close(fd)
@@ -293,7 +295,7 @@ def list_devices(endpoints: Sequence[str], timeout: float = 10.0) -> list[dict]:
 
 @dataclass(frozen=True)
 class TargetSpec:
-    """What the child needs to load the target: a picklable-as-JSON description."""
+    """What the worker needs to load the target (sent to it as JSON)."""
 
     path: str
     n_ctx: int
