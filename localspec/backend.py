@@ -21,7 +21,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Literal, Protocol, Sequence
+from typing import Callable, Literal, Protocol, Sequence
 
 import numpy as np
 
@@ -109,15 +109,39 @@ class ContextFull(Exception):
 class Model:
     """A loaded GGUF: weights, vocabulary, chat template."""
 
-    def __init__(self, path: str | Path, *, n_gpu_layers: int = 0, load_mtp: bool = False):
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        n_gpu_layers: int = 0,
+        load_mtp: bool = False,
+        vocab_only: bool = False,
+        devices: Sequence[int] | None = None,
+        tensor_split: Sequence[float] | None = None,
+        progress: Callable[[float], None] | None = None,
+    ):
+        """`devices`: ggml_backend_dev_t pointers to offload to (llama.cpp's own choice when None);
+        `tensor_split`: their shares of the layers; `progress`: called with 0..1 while loading."""
         _init_backend()
         self.ptr = None
         self.path = Path(path)
         params = llama_cpp.llama_model_default_params()
         params.n_gpu_layers = n_gpu_layers
         params.load_mtp = load_mtp
+        params.vocab_only = vocab_only
         if _avoid_amx:
             params.use_extra_bufts = False
+        # ctypes objects the loader reads through pointers: alive until it returns.
+        keep = []
+        if devices is not None:
+            keep.append((ctypes.c_void_p * (len(devices) + 1))(*devices, None))  # NULL-terminated
+            params.devices = ctypes.cast(keep[-1], ctypes.c_void_p)
+        if tensor_split:
+            keep.append((ctypes.c_float * llama_cpp.LLAMA_MAX_DEVICES)(*tensor_split))
+            params.tensor_split = keep[-1]
+        if progress is not None:
+            keep.append(llama_cpp.llama_progress_callback(lambda f, _user: progress(f) or True))
+            params.progress_callback = keep[-1]
         model = llama_cpp.llama_model_load_from_file(str(self.path).encode(), params)
         if not model:
             raise LocalspecError(f"llama.cpp could not load model: {self.path}")

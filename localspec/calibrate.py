@@ -139,11 +139,15 @@ def _touch(saved: dict, key: str) -> dict:
 
 
 def keys_for(
-    target: Context, draft: Context | None, n_threads: int, ngl: tuple[int, int], mtp: bool = False
+    target: Context, draft: Context | None, n_threads: int, ngl: tuple[int, int], mtp: bool = False, rpc=None
 ) -> dict[str, str]:
     # Verify costs and draft costs are different measurements even of one file
     # (a model drafting for itself), so the role is part of the key.
     keys = {"target": "verify:" + _key(target.model.path, n_threads, ngl[0])}
+    if rpc:
+        # Over RPC a verify costs what those servers and the way to them cost: another curve.
+        split = ",".join(f"{p:g}" for p in rpc.tensor_split)
+        keys["target"] += f":rpc={','.join(rpc.endpoints)}" + (f":split={split}" if split else "")
     if draft is not None:
         keys["draft"] = "draft:" + _key(draft.model.path, n_threads, ngl[1])
     if mtp:

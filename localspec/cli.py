@@ -20,11 +20,11 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from localspec.commands import bench, chat, curve, layout, models, run, serve
+    from localspec.commands import bench, chat, curve, layout, models, rpc_server, run, serve
 
     parser = OneLineParser(prog="localspec", description="Speculative decoding for local GGUF models.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
-    for module in (run, chat, models, bench, serve, curve, layout):
+    for module in (run, chat, models, bench, serve, curve, layout, rpc_server):
         module.register(sub)
     return parser
 

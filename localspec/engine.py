@@ -7,7 +7,7 @@ so a UI thread may change them while a reply streams.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -27,6 +27,8 @@ from localspec.costs import CostModel
 from localspec.generate import GenerateOptions, Generation
 from localspec.host import memory_info
 from localspec.registry import DEFAULT_DRAFT_MAX, DEFAULT_P_MIN
+from localspec.remote import RemoteContext
+from localspec.rpc import RpcSettings, TargetSpec
 
 Progress = Callable[[str, float], None]
 
@@ -42,6 +44,7 @@ class ModelSettings:
     n_gpu_layers: int = 0
     chat_template: str | None = None
     mtp_layers: int = 0  # NextN heads in the file (`<arch>.nextn_predict_layers`)
+    rpc: RpcSettings | None = None  # the target's layers on rpc-servers (localspec/rpc.py)
 
 
 def _setting(name: str) -> property:
@@ -194,6 +197,8 @@ class Engine:
             raise LocalspecError(
                 f"the prompt is {len(tokens)} tokens but the context holds {self.target_ctx.n_ctx}; raise n_ctx"
             )
+        if isinstance(self.target_ctx, RemoteContext):
+            self.target_ctx.ensure_alive()  # a remote lost in an earlier reply: back, or RemoteLost again
         base = [self.lookup] + ([self.draft_model] if self.draft_model else [])
         return Generation(self.target_ctx, tokens, self.planner, options, cancel, drafters=base)
 
@@ -230,9 +235,16 @@ def open_engine(
     """Load models already on disk (vocabulary compatibility checked before)."""
     report = progress or (lambda stage, frac: None)
     report(f"load {target.name}", 0.0)
-    # MTP layers are loaded whenever the file has them: auto may draft with them.
-    tmodel = Model(target.path, n_gpu_layers=target.n_gpu_layers, load_mtp=target.mtp_layers > 0)
-    tctx = Context(tmodel, n_ctx=target.n_ctx, n_threads=n_threads, flash_attn=flash_attn, rollback=K_MAX)
+    tctx: Context | RemoteContext
+    if target.rpc:
+        # Here only the vocabulary; the weights and the cache live in the RPC worker.
+        tmodel = Model(target.path, vocab_only=True)
+        spec = TargetSpec(str(target.path), target.n_ctx, 512, n_threads, target.n_gpu_layers, flash_attn, False, K_MAX)
+        tctx = RemoteContext(tmodel, spec, target.rpc, lambda f: report(f"load {target.name}", f))
+    else:
+        # MTP layers are loaded whenever the file has them: auto may draft with them.
+        tmodel = Model(target.path, n_gpu_layers=target.n_gpu_layers, load_mtp=target.mtp_layers > 0)
+        tctx = Context(tmodel, n_ctx=target.n_ctx, n_threads=n_threads, flash_attn=flash_attn, rollback=K_MAX)
     report(f"load {target.name}", 1.0)
     dctx = None
     if draft is not None:
@@ -240,7 +252,8 @@ def open_engine(
         dmodel = Model(draft.path, n_gpu_layers=draft.n_gpu_layers)
         dctx = Context(dmodel, n_ctx=target.n_ctx, n_threads=n_threads, flash_attn=flash_attn, rollback=K_MAX)
         report(f"load {draft.name}", 1.0)
-    mtp = MtpDrafter(tctx) if tmodel.n_layer_nextn > 0 else None
+    # The MTP head reads the target's hidden states, which stay in the RPC worker.
+    mtp = MtpDrafter(tctx) if tmodel.n_layer_nextn > 0 and isinstance(tctx, Context) else None
     costs = CostModel()
     keys = None
     if calibrate_costs:
@@ -251,6 +264,7 @@ def open_engine(
             n_threads or default_threads(),
             (target.n_gpu_layers, draft.n_gpu_layers if draft else 0),
             mtp=mtp is not None,
+            rpc=target.rpc,
         )
         m = calibrate.measure(tctx, dctx, keys, mtp)
         costs.seed(m["verify_s"], m["draft_token_s"], m.get("draft_batch_s"))
@@ -289,6 +303,9 @@ def load_engine(
     n_gpu_layers_draft: int | None = None,
     n_threads: int | None = None,
     flash_attn: bool | None = None,
+    rpc: str | Sequence[str] | None = None,
+    tensor_split: str | None = None,
+    rpc_timeout: float | None = None,
     progress: Progress | None = None,
 ) -> Engine:
     """Resolve names or paths, fetch what is missing, check, load.
@@ -300,6 +317,7 @@ def load_engine(
     from localspec.resolve import ensure_local, resolve_model
     from localspec.gguf_info import read_gguf_info
     from localspec.vocab import check_compatible
+    from localspec.rpc import DEFAULT_TIMEOUT as DEFAULT_RPC_TIMEOUT, parse_endpoints, parse_tensor_split, probe
 
     reg = registry.load_registry()
     if pair is not None or target is None:
@@ -309,6 +327,7 @@ def load_engine(
         method = method or p.method
         draft_max = p.draft_max if draft_max is None else draft_max
         p_min = p.p_min if p_min is None else p_min
+        rpc = p.rpc if rpc is None else rpc
     if method in DRAFT_MODEL_METHODS and draft is None:
         raise LocalspecError(f"--method {method} needs a draft model: give --draft NAME_OR_PATH")
     method = method or "auto"
@@ -334,14 +353,29 @@ def load_engine(
         )
         return ms, info
 
+    rpc_settings = None
+    if rpc:
+        rpc_settings = RpcSettings(
+            parse_endpoints(rpc),
+            parse_tensor_split(tensor_split) if tensor_split else (),
+            DEFAULT_RPC_TIMEOUT if rpc_timeout is None else rpc_timeout,
+        )
+        probe(rpc_settings.endpoints)  # before any fetch or load: a server that is not there is one line
+        # Every layer goes to the devices (the servers, and local GPUs) unless --ngl says otherwise.
+        n_gpu_layers = -1 if n_gpu_layers is None else n_gpu_layers
+    elif tensor_split:
+        raise LocalspecError("--tensor-split needs --rpc (it splits the target over the RPC devices)")
     tset, tinfo = settings(target, n_gpu_layers)
+    if rpc_settings:
+        tset = replace(tset, rpc=rpc_settings)
     if tset.n_ctx < MIN_N_CTX:
         raise LocalspecError(f"a context of {tset.n_ctx} tokens is too small: n_ctx must be at least {MIN_N_CTX}")
     dset = dinfo = None
     if draft is not None:
         dset, dinfo = settings(draft, n_gpu_layers_draft)
         check_compatible(tinfo.vocab, dinfo.vocab, tset.path, dset.path)
-    check_memory(tset.n_ctx, [tinfo] + ([dinfo] if dinfo else []))
+    # A remote target's weights and cache are not in this machine's memory.
+    check_memory(tset.n_ctx, ([] if rpc_settings else [tinfo]) + ([dinfo] if dinfo else []))
     engine = open_engine(
         tset,
         dset,

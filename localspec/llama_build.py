@@ -16,6 +16,12 @@ package and its dependencies are installed):
   of ours keyed by everything that decides the binary (`signature`), and the
   venv records what it holds (`RECORD_NAME` under sys.prefix).
 
+The build has ggml's RPC backend (`GGML_RPC=ON`, part of the key), and next to
+the wheel lies llama.cpp's own `rpc-server`, compiled from the same sdist's
+`tools/rpc/rpc-server.cpp` and linked to the wheel's very ggml libraries
+(copied beside it): both ends of `--rpc` speak one protocol version, and the
+server costs seconds to build, not a second ggml compile.
+
 `python -m localspec.llama_build` makes the venv's llama-cpp-python match this
 machine, building only when the recorded build does not: a different CPU,
 compiler, or `CMAKE_ARGS` (a user's `-DGGML_CUDA=on` is kept across later
@@ -38,6 +44,8 @@ from pathlib import Path
 VERSION = "0.3.36"
 RECORD_NAME = "llama-build.json"
 AMX_OFF = ("-mno-amx-tile", "-mno-amx-int8", "-mno-amx-bf16")
+RPC_ON = "-DGGML_RPC=ON"
+RPC_SERVER = "rpc-server"  # a folder in the wheel folder: the binary and the ggml libraries it runs on
 # Flags that GGML_NATIVE (-march=native) turns into code: a wheel built where
 # one of these is present can fault with SIGILL where it is absent.
 NATIVE_FLAGS = re.compile(r"^(sse\d.*|ssse3|avx.*|fma|f16c|bmi\d|amx_.*|avx512.*|vnni|neon|asimd.*|sve.*|i8mm|dotprod)$")
@@ -97,10 +105,17 @@ def merge_cmake_args(user_args: str, extra_flags: tuple[str, ...]) -> str:
     return shlex.join(args)
 
 
+def with_rpc(user_args: str) -> str:
+    """`user_args` with ggml's RPC backend on, unless the user set GGML_RPC themselves."""
+    if any(a.startswith(("-DGGML_RPC=", "-DGGML_RPC:")) for a in shlex.split(user_args)):
+        return user_args
+    return f"{user_args} {RPC_ON}".strip()
+
+
 def plan(user_args: str, machine: str, compiler: str, cpu_flags: list[str], python_tag: str) -> dict:
     """What to build: the CMAKE_ARGS to use and the signature that names the binary."""
     guard = AMX_OFF if needs_amx_guard(machine, compiler) else ()
-    cmake_args = merge_cmake_args(user_args, guard)
+    cmake_args = merge_cmake_args(with_rpc(user_args), guard)
     key = json.dumps([VERSION, cmake_args, compiler, machine, cpu_flags, python_tag])
     return {
         "version": VERSION,
@@ -162,32 +177,81 @@ def up_to_date(want: dict, have: dict | None, fingerprint: str | None) -> bool:
 
 def ensure(force: bool = False) -> int:
     want = desired_plan()
-    if not force and up_to_date(want, read_record(), installed_fingerprint()):
+    have = read_record()
+    if not force and up_to_date(want, have, installed_fingerprint()) and rpc_server_path(have):
         print(f"llama-cpp-python {VERSION}: build {want['signature']} matches this machine")
         return 0
     pip = [sys.executable, "-m", "pip"]
     out = wheel_dir(want["signature"])
     wheels = sorted(out.glob("llama_cpp_python-*.whl")) if out.is_dir() else []
-    if not wheels:
-        print(f"building llama-cpp-python {VERSION} for this machine (build {want['signature']}, "
+    if not wheels or not (out / RPC_SERVER / RPC_SERVER).is_file():
+        print(f"building llama-cpp-python {VERSION} and rpc-server for this machine (build {want['signature']}, "
               f"{'AMX off, ' if want['amx_guard'] else ''}CMAKE_ARGS={want['cmake_args']!r}); "
-              "about 8 minutes on 2 cores", flush=True)  # fmt: skip
+              "about 10 minutes on 2 cores", flush=True)  # fmt: skip
         tmp = out.with_name(out.name + ".part")
         shutil.rmtree(tmp, ignore_errors=True)
+        # One sdist for both ends: the wheel is built from it and rpc-server's source read from it.
+        subprocess.run([*pip, "download", "-q", "--no-cache-dir", "--no-binary", ":all:", "--no-deps",
+                        "-d", str(tmp / "sdist"), f"llama-cpp-python=={VERSION}"], check=True)  # fmt: skip
+        sdist = next((tmp / "sdist").glob("llama_cpp_python-*.tar.gz"))
         env = dict(os.environ, CMAKE_ARGS=want["cmake_args"])
         env.setdefault("CMAKE_BUILD_PARALLEL_LEVEL", str(os.cpu_count() or 2))
-        subprocess.run([*pip, "wheel", "-q", "--no-cache-dir", "--no-deps", "--no-binary", "llama-cpp-python",
-                        "-w", str(tmp), f"llama-cpp-python=={VERSION}"], env=env, check=True)  # fmt: skip
+        subprocess.run([*pip, "wheel", "-q", "--no-cache-dir", "--no-deps", "-w", str(tmp), str(sdist)],
+                       env=env, check=True)  # fmt: skip
+        build_rpc_server(sdist, next(tmp.glob("llama_cpp_python-*.whl")), tmp / RPC_SERVER)
+        shutil.rmtree(tmp / "sdist")
         shutil.rmtree(out, ignore_errors=True)
         tmp.rename(out)
         wheels = sorted(out.glob("llama_cpp_python-*.whl"))
     wheel = str(wheels[-1])
     subprocess.run([*pip, "install", "-q", "--no-deps", "--force-reinstall", wheel], check=True)
     subprocess.run([*pip, "install", "-q", wheel], check=True)  # its dependencies, nothing rebuilt
-    record = dict(want, wheel=wheel, fingerprint=installed_fingerprint())
+    record = dict(want, wheel=wheel, rpc_server=str(out / RPC_SERVER / RPC_SERVER), fingerprint=installed_fingerprint())
     record_path().write_text(json.dumps(record, indent=2) + "\n")
-    print(f"llama-cpp-python {VERSION}: installed build {want['signature']}")
+    print(f"llama-cpp-python {VERSION}: installed build {want['signature']} with {record['rpc_server']}")
     return 0
+
+
+def build_rpc_server(sdist: Path, wheel: Path, dest: Path) -> Path:
+    """Compile llama.cpp's tools/rpc/rpc-server.cpp from `sdist` against the ggml libraries in `wheel`.
+
+    The libraries are copied into `dest` beside the binary (rpath $ORIGIN), so the server does not depend
+    on any venv staying where it is, and runs exactly the ggml (and RPC protocol) the client loads.
+    """
+    import tarfile
+    import zipfile
+
+    dest.mkdir(parents=True, exist_ok=True)
+    src = dest / "src"
+    with tarfile.open(sdist) as tar:
+        top = tar.getmembers()[0].name.split("/")[0]
+        llama = f"{top}/vendor/llama.cpp"
+        wanted = [m for m in tar.getmembers()
+                  if m.isfile() and (m.name == f"{llama}/tools/rpc/rpc-server.cpp"
+                                     or m.name.startswith(f"{llama}/ggml/include/"))]  # fmt: skip
+        # The "data" filter exists from Python 3.11.4; the members are chosen by name above either way.
+        safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+        tar.extractall(src, members=wanted, **safe)
+    with zipfile.ZipFile(wheel) as whl:
+        for name in whl.namelist():
+            base = name.rsplit("/", 1)[-1]
+            if name.startswith("llama_cpp/lib/") and base.startswith("libggml"):
+                (dest / base).write_bytes(whl.read(name))
+    cxx = os.environ.get("CXX") or "c++"
+    root = src / llama
+    binary = dest / RPC_SERVER
+    subprocess.run([cxx, "-std=c++17", "-O2", f"-I{root / 'ggml' / 'include'}",
+                    str(root / "tools" / "rpc" / "rpc-server.cpp"), "-o", str(binary),
+                    f"-L{dest}", "-lggml", "-lggml-base", "-pthread", "-Wl,-rpath,$ORIGIN"], check=True)  # fmt: skip
+    shutil.rmtree(src)
+    return binary
+
+
+def rpc_server_path(record: dict | None = None) -> Path | None:
+    """The rpc-server built with the venv's llama-cpp-python, if there is one."""
+    record = read_record() if record is None else record
+    path = Path(record["rpc_server"]) if record and record.get("rpc_server") else None
+    return path if path and path.is_file() else None
 
 
 # --- what an installed build uses (doctor, load-time check) ---

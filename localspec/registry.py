@@ -38,7 +38,7 @@ SOURCE_KINDS = ("pypi", "pypi_parts", "hf", "path", "ollama")
 LOCAL_KINDS = ("path", "ollama")
 
 _MODEL_KEYS = {"sha256", "size", "n_ctx", "n_gpu_layers", "chat_template", "sources"}
-_PAIR_KEYS = {"target", "draft", "method", "draft_max", "p_min"}
+_PAIR_KEYS = {"target", "draft", "method", "draft_max", "p_min", "rpc"}
 _TOP_KEYS = {"models", "pairs", "default_pair", "search_paths"}
 _SOURCE_KEYS = {
     "pypi": {"pypi", "member"},
@@ -95,6 +95,7 @@ class PairSpec:
     method: str
     draft_max: int = DEFAULT_DRAFT_MAX
     p_min: float = DEFAULT_P_MIN
+    rpc: tuple[str, ...] = ()  # rpc-servers for the target's layers, "HOST:PORT" each
 
 
 @dataclass
@@ -264,6 +265,15 @@ def _pair(name: str, entry: Any, where: _Locator) -> PairSpec:
         raise where.error("draft_max", ctx, "must be at least 1")
     if p_min is not None and not 0 <= p_min <= 1:
         raise where.error("p_min", ctx, "must be between 0 and 1")
+    rpc = where.typed(entry, "rpc", list, ctx) or []
+    if not all(isinstance(e, str) for e in rpc):
+        raise where.error("rpc", ctx, 'must be a list of "HOST:PORT" strings')
+    try:
+        from localspec.rpc import parse_endpoints
+
+        endpoints = parse_endpoints(rpc) if rpc else ()
+    except LocalspecError as e:
+        raise where.error("rpc", ctx, str(e)) from None
     return PairSpec(
         name,
         target,
@@ -271,6 +281,7 @@ def _pair(name: str, entry: Any, where: _Locator) -> PairSpec:
         method,
         DEFAULT_DRAFT_MAX if draft_max is None else draft_max,
         DEFAULT_P_MIN if p_min is None else float(p_min),
+        endpoints,
     )
 
 

@@ -112,6 +112,8 @@ def test_unknown_key_names_file_line_and_key(user_dir):
         ('[pairs.p]\ntarget = "smollm2-135m"\nmethod = "lookup"\ndraft = "smollm2-135m"\n', "draft"),
         ('[pairs.p]\ntarget = "smollm2-135m"\nmethod = "guess"\n', "method"),
         ('[pairs.p]\ntarget = "smollm2-135m"\nmethod = "lookup"\np_min = 2.0\n', "p_min"),
+        ('[pairs.p]\ntarget = "smollm2-135m"\nrpc = "h:1"\n', "rpc"),
+        ('[pairs.p]\ntarget = "smollm2-135m"\nrpc = ["h"]\n', "rpc"),
         ('[models.m]\nn_ctx = "big"\n[[models.m.sources]]\npath = "/x.gguf"\n', "n_ctx"),
         ('[models.m]\n[[models.m.sources]]\npypi = "m==1"\nmember = "m.gguf"\n', "sha256"),
         (f'[models.m]\nsha256 = "{SHA}"\n[[models.m.sources]]\npypi = "m==1"\n', "member"),
@@ -122,6 +124,12 @@ def test_invalid_entries_name_the_key(user_dir, body, key):
     write_user(user_dir, body)
     with pytest.raises(LocalspecError, match=f"'{key}'"):
         load_registry()
+
+
+def test_a_pair_may_put_its_target_on_rpc_servers(user_dir):
+    write_user(user_dir, '[pairs.p]\ntarget = "smollm2-135m"\nrpc = ["10.0.0.2:50052", "10.0.0.3:50052"]\n')
+    assert load_registry().pairs["p"].rpc == ("10.0.0.2:50052", "10.0.0.3:50052")
+    assert load_registry().pairs["qwen2.5-coder"].rpc == ()
 
 
 def test_pair_naming_unknown_model(user_dir):

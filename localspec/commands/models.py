@@ -33,6 +33,7 @@ def register(sub) -> None:
     p.set_defaults(func=handle_models)
     p = sub.add_parser("doctor", help="check llama.cpp, memory and models, and say what to run next")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--rpc", metavar="HOST:PORT[,...]", help="also list these rpc-servers' devices (default: the default pair's)")
     p.set_defaults(func=handle_doctor)
 
 
@@ -120,6 +121,7 @@ def handle_doctor(args: argparse.Namespace) -> int:
         "default_pair": need,
         "mtp": {e.name: e.info.nextn_predict_layers for e in entries if e.info},
         "verify_curve": _verify_curve(reg),
+        "rpc": _rpc(args.rpc or list(reg.pairs[reg.default_pair].rpc if reg.default_pair in reg.pairs else ())),
         "next": _next_steps(reg, need, mem),
     }
     if args.json:
@@ -144,9 +146,39 @@ def handle_doctor(args: argparse.Namespace) -> int:
 
         v = report["verify_curve"]
         print(f"verify curve of {v['model']} here: {summary({int(n): s for n, s in v['verify_s'].items()})}")
+    for line in _rpc_lines(report["rpc"]):
+        print(line)
     for step in report["next"]:
         print(f"next: {step}")
     return 0
+
+
+def _rpc(endpoints) -> dict:
+    """Whether this build has the RPC backend and its rpc-server, and the devices of `endpoints` with their memory."""
+    import llama_cpp
+
+    from localspec import llama_build, rpc
+
+    server = llama_build.rpc_server_path()
+    out: dict = {"supported": bool(llama_cpp.llama_supports_rpc()), "rpc_server": str(server) if server else None}
+    if endpoints:
+        try:
+            out["devices"] = rpc.list_devices(rpc.parse_endpoints(endpoints))
+        except LocalspecError as e:
+            out["error"] = str(e)
+    return out
+
+
+def _rpc_lines(r: dict) -> list[str]:
+    if not r["supported"]:
+        return ["RPC: not in this build of llama-cpp-python (make install builds it with GGML_RPC=ON)"]
+    lines = [f"RPC: backend built in; rpc-server: {r['rpc_server'] or 'not built (make install)'}"]
+    mib = 2**20
+    for d in r.get("devices", []):
+        lines.append(f"RPC device {d['name']}: {d['description']}, {d['free'] / mib:.0f} MiB free of {d['total'] / mib:.0f} MiB")
+    if "error" in r:
+        lines.append(f"RPC: {r['error']}")
+    return lines
 
 
 def _verify_curve(reg: Registry) -> dict | None:

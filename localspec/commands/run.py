@@ -26,6 +26,13 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ngl", type=int, help="target layers to offload to the GPU (-1 = all)")
     p.add_argument("--ngl-draft", type=int, help="draft layers to offload to the GPU (-1 = all)")
     p.add_argument("--threads", type=positive_int, help="CPU threads (default: all cores)")
+    p.add_argument(
+        "--rpc", metavar="HOST:PORT[,...]", help="put the target's layers on these rpc-servers (localspec rpc-server)"
+    )
+    p.add_argument("--tensor-split", metavar="P1,P2,...", help="with --rpc: each device's share of the layers")
+    p.add_argument(
+        "--rpc-timeout", type=positive_float, metavar="S", help="with --rpc: seconds of silence that end a reply (60)"
+    )
 
 
 def register(sub) -> None:
@@ -66,12 +73,20 @@ def handle(args: argparse.Namespace) -> int:
                 {"role": "user", "content": prompt}
             ]
             gen = engine.chat(messages, options)
-        for event in gen:
-            if not args.json:
-                sys.stdout.write(event.text)
-                sys.stdout.flush()
+        wrote = False
+        try:
+            for event in gen:
+                if not args.json:
+                    sys.stdout.write(event.text)
+                    sys.stdout.flush()
+                    wrote = wrote or bool(event.text)
+        except LocalspecError:
+            if wrote:
+                sys.stdout.write("\n")  # the error line goes under the text written so far, not after it
+            raise
         result = gen.result
         assert result is not None
+        rpc_info = rpc_report(engine) if args.json else None
     finally:
         engine.close()
 
@@ -85,6 +100,8 @@ def handle(args: argparse.Namespace) -> int:
             "draft_max": engine.draft_max,
             "stats": stats,
         }
+        if rpc_info is not None:
+            out["rpc"] = rpc_info
         if args.trace:
             out["trace"] = [{"token": t.id, "source": t.source, "margin": t.margin} for t in result.trace]
         json.dump(out, sys.stdout)
@@ -100,6 +117,16 @@ def handle(args: argparse.Namespace) -> int:
     return 0
 
 
+def rpc_report(engine) -> dict | None:
+    """For --json over RPC: the servers, their devices, and one request-reply to each now (seconds)."""
+    from localspec.remote import RemoteContext
+
+    ctx = engine.target_ctx
+    if not isinstance(ctx, RemoteContext):
+        return None
+    return {"endpoints": list(ctx.rpc.endpoints), "devices": ctx.devices, "rtt_s": ctx.ping()}
+
+
 def engine_kwargs(args: argparse.Namespace) -> dict:
     return dict(
         target=args.target,
@@ -111,6 +138,9 @@ def engine_kwargs(args: argparse.Namespace) -> dict:
         n_gpu_layers=args.ngl,
         n_gpu_layers_draft=args.ngl_draft,
         n_threads=args.threads,
+        rpc=args.rpc,
+        tensor_split=args.tensor_split,
+        rpc_timeout=args.rpc_timeout,
     )
 
 
@@ -158,6 +188,13 @@ def non_negative_float(s: str) -> float:
     v = _number(float, s)
     if v < 0:
         raise argparse.ArgumentTypeError(f"must be 0 or more, got {s}")
+    return v
+
+
+def positive_float(s: str) -> float:
+    v = _number(float, s)
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, got {s}")
     return v
 
 

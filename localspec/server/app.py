@@ -3,7 +3,8 @@
 Every error a client sees is OpenAI's error object,
 `{"error": {"message", "type", "param", "code"}}`: 400 for a request that
 cannot be served (FastAPI's 422 included), 401 for a wrong key, 503 with
-Retry-After when the queue is full, 500 for a bug (its traceback goes to the
+Retry-After when the queue is full or the target's rpc-servers are gone (until
+they answer again), 500 for a bug (its traceback goes to the
 server's log, never to the client).
 
 A generation request is queued first and answered when its first event comes
@@ -357,6 +358,10 @@ def create_app(worker: Worker, api_key: str | None = None) -> FastAPI:
         if kind == "invalid":
             metrics.add(invalid_requests=1)
             return error_response(400, str(exc))
+        if kind == "unavailable":
+            # Each request tries the servers again (Engine.generate), so a client that retries gets through once they are back.
+            return error_response(503, str(exc), type_="server_error", code="backend_unavailable",
+                                  headers={"Retry-After": str(RETRY_AFTER_S)})  # fmt: skip
         return error_response(500, f"internal server error: {type(exc).__name__}", type_="server_error")
 
     async def events(job: Job, first: tuple, shape: _Shape, shutdown: anyio.Event | None):

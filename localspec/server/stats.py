@@ -71,7 +71,7 @@ _COUNTERS = {
     "requests_cancelled": "Generations stopped because the client went away.",
     "requests_rejected": "Requests turned away with 503 because the queue was full.",
     "invalid_requests": "Requests answered with a 4xx error.",
-    "errors": "Requests that failed inside the server (500).",
+    "errors": "Requests that failed inside the server (500), or lost their rpc-servers (503).",
     "prompt_tokens": "Prompt tokens of answered requests.",
     "prompt_tokens_cached": "Prompt tokens reused from the KV prefix cache.",
     "tokens_generated": "Tokens generated.",

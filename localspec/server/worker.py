@@ -7,6 +7,7 @@ thread posts back onto the job's asyncio queue with `call_soon_threadsafe`:
     ("step", text, tokens)              a text delta and its EmittedTokens (streaming jobs only)
     ("done", result, methods, n_prompt)  GenerationResult, steps per drafter, prompt tokens
     ("invalid", LocalspecError)         the request cannot be served (400)
+    ("unavailable", RemoteLost)         the target's rpc-servers are gone (503, until they are back)
     ("error", Exception)                a bug (500)
 
 Setting `job.cancel` stops a running generation at its next step (the
@@ -28,6 +29,7 @@ from typing import Any, Callable
 from localspec.engine import Engine
 from localspec.errors import LocalspecError
 from localspec.generate import Generation
+from localspec.rpc import RemoteLost
 from localspec.server.stats import Metrics
 
 Start = Callable[[Engine, threading.Event], Generation]
@@ -128,6 +130,10 @@ class Worker:
                     job.post("step", event.text, event.tokens)
             result = gen.result
             assert result is not None
+        except RemoteLost as e:
+            self.metrics.add(errors=1)
+            job.post("unavailable", e)
+            return
         except LocalspecError as e:
             job.post("invalid", e)
             return
