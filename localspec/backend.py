@@ -106,6 +106,16 @@ class ContextFull(Exception):
     """The KV cache has no room for the tokens asked for."""
 
 
+def check_decode(ctx, tokens: Sequence[int], logits: str) -> None:
+    """What every cache (local or remote) refuses before decoding `tokens`."""
+    if not tokens:
+        raise ValueError("decode needs at least one token")
+    if len(ctx.tokens) + len(tokens) > ctx.n_ctx:
+        raise ContextFull(f"context of {ctx.n_ctx} tokens is full")
+    if logits == "all" and len(tokens) > ctx.n_batch:
+        raise ValueError("logits for every row need the tokens to fit one batch")
+
+
 class Model:
     """A loaded GGUF: weights, vocabulary, chat template."""
 
@@ -336,12 +346,7 @@ class Context:
         (len(tokens), V) for "all", (0, V) for "none". It is a view into
         llama.cpp's buffer, valid until this context decodes again.
         """
-        if not tokens:
-            raise ValueError("decode needs at least one token")
-        if len(self.tokens) + len(tokens) > self.n_ctx:
-            raise ContextFull(f"context of {self.n_ctx} tokens is full")
-        if logits == "all" and len(tokens) > self.n_batch:
-            raise ValueError("logits for every row need the tokens to fit one batch")
+        check_decode(self, tokens, logits)
         start = 0
         while start < len(tokens):
             chunk = tokens[start : start + self.n_batch]

@@ -8,7 +8,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from localspec.backend import Context, ContextFull, Logits, Model
+from localspec.backend import Context, ContextFull, Logits, Model, check_decode
 from localspec.errors import LocalspecError
 from localspec.rpc import RemoteLost, RpcSettings, TargetSpec, Worker, probe
 
@@ -67,12 +67,7 @@ class RemoteContext:
         return len(self.tokens)
 
     def decode(self, tokens: Sequence[int], logits: Logits = "last") -> np.ndarray:
-        if not tokens:
-            raise ValueError("decode needs at least one token")
-        if len(self.tokens) + len(tokens) > self.n_ctx:
-            raise ContextFull(f"context of {self.n_ctx} tokens is full")
-        if logits == "all" and len(tokens) > self.n_batch:
-            raise ValueError("logits for every row need the tokens to fit one batch")
+        check_decode(self, tokens, logits)
         t = time.perf_counter()
         reply = self._call({"op": "decode", "tokens": list(tokens), "logits": logits})
         self.decode_s += time.perf_counter() - t
