@@ -13,7 +13,10 @@ Two options change what a step reads from those rows:
 - `grammar`: GBNF text (a `root` rule; localspec.grammar makes it from a JSON
   schema). Every row is masked by the grammar as it stands after the tokens
   before it, and only emitted tokens advance it (localspec/constrain.py), so
-  drafting goes on inside constrained output and stays exact.
+  drafting goes on inside constrained output and stays exact. With
+  `grammar_trigger` (a regex) the grammar holds the reply only from where its
+  text first matches (tool calls under tool_choice auto; localspec.grammar's
+  LazyGrammar).
 - `logprobs`: None for none; n >= 0 puts on every emitted token the target's
   log-probability of it and of its n most likely alternatives, read from the
   same rows (no extra decode). The distribution is the one the token was
@@ -40,7 +43,7 @@ from localspec.backend import Context, ContextFull, TextStream
 from localspec.drafters import EMPTY_DRAFT, Drafter, StepPlan
 from localspec.constrain import verify_constrained_greedy, verify_constrained_sampled
 from localspec.events import Counters, EmittedToken, GenerationResult, StepEvent, StopReason
-from localspec.grammar import Grammar
+from localspec.grammar import Grammar, LazyGrammar
 from localspec.verify import SamplingParams, logprobs_at, probs_from_logits, top2_margin, verify_greedy, verify_sampled
 
 
@@ -52,6 +55,7 @@ class GenerateOptions:
     trace: bool = False
     shown_specials: frozenset[int] = frozenset()  # control tokens whose text the reply shows
     grammar: str | None = None  # GBNF the reply must match (None or "": unconstrained)
+    grammar_trigger: str | None = None  # a regex: the grammar holds the reply from where it first matches
     logprobs: int | None = None  # alternatives per token to report with its logprob (None: no logprobs)
 
 
@@ -90,7 +94,11 @@ class Generation:
         self.drafters = drafters
         self.result: GenerationResult | None = None
         # Compiled here, so a grammar llama.cpp refuses is a LocalspecError before any work.
-        self.grammar = Grammar(target.model, options.grammar) if options.grammar else None
+        self.grammar: Grammar | LazyGrammar | None = None
+        if options.grammar and options.grammar_trigger:
+            self.grammar = LazyGrammar(target.model, options.grammar, options.grammar_trigger)
+        elif options.grammar:
+            self.grammar = Grammar(target.model, options.grammar)
 
     def __iter__(self) -> Iterator[StepEvent]:
         opts = self.options

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import ctypes
 import json
+import re
 
 import llama_cpp
 import numpy as np
@@ -131,6 +132,79 @@ class Grammar:
 
     def __del__(self) -> None:
         self.close()
+
+
+class LazyGrammar:
+    """A grammar that holds the reply only from where its text first matches
+    `trigger` (a regex), as llama-server's tool-call grammars under
+    tool_choice auto: before that every token is allowed.
+
+    On the match, the text from the match's start to the end of the reply so
+    far (the trigger's own token may run past it) is tokenized afresh and fed
+    to the grammar, each token checked first: a grammar parses text, so any
+    tokenization of the same text leaves it in the same state. When the
+    grammar refuses that text, the reply stays free to the end, rather than
+    being forced into what it had not begun. (llama.cpp's own lazy sampler
+    replays the text unchecked and aborts the process when the grammar
+    refuses it.)"""
+
+    _LOOKBACK = 64  # bytes before the newest token a match may start in, past the trigger's own length
+
+    def __init__(self, model: Model, text: str, trigger: str, root: str = "root"):
+        self.model = model
+        self.inner = Grammar(model, text, root)
+        try:
+            self.trigger = re.compile(trigger.encode("utf-8"))
+        except re.error as e:
+            raise LocalspecError(f"the grammar's trigger is not a regex: {e}") from None
+        self._lookback = self._LOOKBACK + len(trigger.encode("utf-8"))
+        self.reset()
+
+    @property
+    def held(self) -> bool:
+        return self.state == "held"
+
+    def allowed(self, token: int) -> bool:
+        return self.inner.allowed(token) if self.held else True
+
+    def allowed_among(self, tokens: np.ndarray) -> np.ndarray:
+        return self.inner.allowed_among(tokens) if self.held else np.ones(len(tokens), dtype=bool)
+
+    def mask(self) -> np.ndarray:
+        return self.inner.mask() if self.held else np.ones(self.model.n_vocab, dtype=bool)
+
+    def accept(self, token: int) -> None:
+        if self.state == "held":
+            self.inner.accept(token)
+            return
+        if self.state == "free":
+            return
+        piece = self.model.piece(token, special=True)
+        self._text += piece
+        m = self.trigger.search(self._text, max(0, len(self._text) - len(piece) - self._lookback))
+        if m:
+            self._start(bytes(self._text[m.start() :]))
+
+    def _start(self, text: bytes) -> None:
+        self.state = "free"
+        try:
+            replay = self.model.tokenize(text.decode("utf-8"), add_special=False, parse_special=True)
+        except UnicodeDecodeError:  # the trigger's token ends inside a character
+            return
+        for token in replay:
+            if not self.inner.allowed(token):
+                self.inner.reset()
+                return
+            self.inner.accept(token)
+        self.state = "held"
+
+    def reset(self) -> None:
+        self.inner.reset()
+        self.state = "waiting"  # then "held" from the trigger on, or "free" when the grammar refused it
+        self._text = bytearray()
+
+    def close(self) -> None:
+        self.inner.close()
 
 
 class _TokenData:

@@ -5,6 +5,7 @@ under the same grammar, replies checked with `jsonschema`."""
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ from localspec.backend import Model
 from localspec.engine import load_engine
 from localspec.errors import LocalspecError
 from localspec.generate import GenerateOptions
-from localspec.grammar import JSON_OBJECT_GBNF, Grammar, schema_to_gbnf
+from localspec.grammar import JSON_OBJECT_GBNF, Grammar, LazyGrammar, schema_to_gbnf
 from localspec.lossless import TIE_MARGIN
 from localspec.verify import SamplingParams
 from test_lossless import assert_lossless
@@ -104,6 +105,32 @@ def test_mask_agrees_with_single_checks_and_the_state_follows_accepts(vocab_mode
     assert g.allowed(brace)
 
 
+def test_a_lazy_grammar_allows_anything_until_its_trigger_then_holds(vocab_model):
+    """As llama-server's tool-call grammars under tool_choice auto: free text,
+    then, from where the text matches the trigger on, only what the grammar allows."""
+    tok = lambda s: vocab_model.tokenize(s, add_special=False, parse_special=False)  # noqa: E731
+    g = LazyGrammar(vocab_model, JSON_OBJECT_GBNF, re.escape('{"'))
+    assert g.mask().all()
+    for t in tok("Here is the person as JSON: {"):
+        g.accept(t)
+    assert not g.held and g.mask().all()
+    for t in tok('"name'):  # the match starts inside the first token's text
+        g.accept(t)
+    assert g.held
+    mask = g.mask()  # inside a key: no end, and no raw line break
+    assert not mask.all() and not mask[vocab_model.eos] and not mask[tok("\n")[0]]
+    assert g.allowed(tok('":')[0])
+    g.reset()
+    assert not g.held and g.mask().all()
+
+
+def test_a_lazy_grammar_that_refuses_its_trigger_leaves_the_reply_free(vocab_model):
+    g = LazyGrammar(vocab_model, 'root ::= "{" [a-z]+ "}"', r"\{\d")
+    for t in vocab_model.tokenize("so {1 and", add_special=False, parse_special=False):
+        g.accept(t)  # (a held grammar would abort the process on " and")
+    assert g.state == "free" and g.mask().all()
+
+
 @pytest.fixture(scope="module")
 def smollm2_pair(smollm2_path):
     engine = load_engine(str(smollm2_path), str(smollm2_path), method="draft", draft_max=5)
@@ -111,10 +138,17 @@ def smollm2_pair(smollm2_path):
     engine.close()
 
 
-def constrained(engine, method: str, prompt: str, grammar: str, temp: float = 0.0, seed: int = 0, logprobs=None):
+def constrained(
+    engine, method: str, prompt: str, grammar: str, temp: float = 0.0, seed: int = 0, logprobs=None, trigger=None
+):
     engine.method = method
     options = GenerateOptions(
-        max_tokens=100, trace=True, grammar=grammar, sampling=SamplingParams(temp=temp, seed=seed), logprobs=logprobs
+        max_tokens=100,
+        trace=True,
+        grammar=grammar,
+        grammar_trigger=trigger,
+        sampling=SamplingParams(temp=temp, seed=seed),
+        logprobs=logprobs,
     )
     gen = engine.chat([{"role": "user", "content": prompt}], options)
     for _ in gen:
@@ -133,6 +167,30 @@ def test_greedy_constrained_speculation_equals_plain_constrained_decoding(smollm
     for result in (plain, spec):
         assert result.stop_reason == "eog"
         jsonschema.validate(json.loads(result.text), PERSON)
+
+
+@pytest.mark.parametrize("method", ["draft", "lookup"])
+def test_a_lazy_grammar_holds_the_reply_from_its_trigger_on_and_stays_exact(smollm2_pair, method):
+    """The grammar starts where the model, left alone, first writes the trigger
+    token, and from there holds it to an object that validates; speculation
+    under it writes what plain decoding under it writes."""
+    free = constrained(smollm2_pair, "none", EXTRACT, None)
+    ids = [t.id for t in free.trace]
+    at = len(ids) // 3
+    model = smollm2_pair.target
+    opening = model.piece(ids[at]).decode()
+    person = schema_to_gbnf(PERSON).replace("root ::=", "person ::=")
+    grammar = f"root ::= {json.dumps(opening)} [ \\n]* person\n{person}"
+    prefix = model.detokenize(ids[:at])
+    assert opening not in prefix  # (the trigger first matches at the chosen token)
+    plain = constrained(smollm2_pair, "none", EXTRACT, grammar, trigger=re.escape(opening))
+    spec = constrained(smollm2_pair, method, EXTRACT, grammar, trigger=re.escape(opening))
+    assert_lossless(plain, spec, TIE_MARGIN)
+    held = [t.id for t in plain.trace]
+    assert held[: at + 1] == ids[: at + 1] and held != ids  # free until the trigger, held after
+    # (past the object the grammar allows space only, which this model writes to max_tokens)
+    jsonschema.validate(json.loads(model.detokenize(held[at + 1 :])), PERSON)
+    assert spec.counters.accepted > 0
 
 
 def test_sampled_constrained_replies_validate(smollm2_pair):

@@ -145,6 +145,59 @@ def test_a_call_cut_short_is_content_and_counted(qwen):
     assert qwen.metric("tool_calls_malformed_total") == before + 1
 
 
+WRITE = {"type": "function", "function": {"name": "write_file", "description": "Write a file, replacing what it held",
+         "parameters": {"type": "object", "properties": {"path": {"type": "string"}, "content": {"type": "string"}},
+                        "required": ["path", "content"]}}}  # fmt: skip
+SHAPES = '''def area(w, h):
+    return w * h
+
+
+def perimeter(w, h):
+    return 2 * (w + h)
+
+
+def scale(shape, factor):
+    return {"w": shape["w"] * factor, "h": shape["h"] * factor}
+
+
+def describe(shape):
+    return f"{shape['w']} by {shape['h']}: area {area(shape['w'], shape['h'])}"
+'''
+EDIT = [
+    {"role": "system", "content": SYSTEM.replace("get_weather for weather questions", "get_weather for weather questions and write_file to save files")},
+    {"role": "user", "content": f"Add type hints to every function in shapes.py and save the whole file with write_file.\n\nshapes.py:\n```python\n{SHAPES}```"},
+]  # fmt: skip
+# (the request of scripts/tool_call_speed.py's "edit call (auto)", docs/tool-calls/)
+
+
+def test_under_auto_a_call_once_opened_is_held_to_the_tools_grammar(qwen):
+    """Left to the model (tool_choice auto), this edit's call used to come back
+    broken (the 1.5B model leaves the file's JSON string unclosed); once it
+    writes <tool_call>, the reply is held to the tools' grammar, as
+    llama-server holds it, so the call parses."""
+    resp = qwen.client().chat.completions.create(model=TARGET, messages=EDIT, tools=[WRITE], temperature=0, max_tokens=600)
+    choice = resp.choices[0]
+    assert choice.finish_reason == "tool_calls", choice.message.content
+    (call,) = choice.message.tool_calls
+    args = json.loads(call.function.arguments)
+    assert call.function.name == "write_file" and set(args) == {"path", "content"}
+    assert "def perimeter" in args["content"]
+
+
+def test_logprobs_ride_on_a_tool_call(qwen, called):
+    resp = ask(qwen, logprobs=True, top_logprobs=2)
+    choice = resp.choices[0]
+    assert [(c.function.name, c.function.arguments) for c in choice.message.tool_calls] == [
+        (c.function.name, c.function.arguments) for c in called.choices[0].message.tool_calls
+    ]
+    entries = choice.logprobs.content
+    assert len(entries) == resp.usage.completion_tokens
+    for e in entries:
+        assert e.logprob <= 0 and len(e.top_logprobs) == 2
+        assert e.top_logprobs[0].logprob >= e.top_logprobs[1].logprob
+        assert e.top_logprobs[0].token == e.token  # greedy: the chosen token is the likeliest allowed
+
+
 TIME = {"type": "function", "function": {"name": "get_time", "description": "The time now in a timezone",
         "parameters": {"type": "object", "properties": {"timezone": {"type": "string"}}, "required": ["timezone"]}}}  # fmt: skip
 CHAT = [{"role": "user", "content": "Say hello to me."}]  # no call is called for

@@ -12,9 +12,9 @@ import pytest
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
 from localspec.backend import Model
-from localspec.grammar import Grammar
+from localspec.grammar import Grammar, LazyGrammar
 from localspec.server.schemas import ChatRequest
-from localspec.server.toolgrammar import force_calls, rename
+from localspec.server.toolgrammar import force_calls, lazy_calls, rename
 from localspec.server.toolparse import FAMILIES, ToolStream, detect_family
 from localspec.server.tools import RequestError, TemplateTools, plan
 
@@ -229,7 +229,7 @@ def test_templates_that_cannot_serve_tools(name, words):
 TIME = {"type": "function", "function": {"name": "get_time", "parameters": {"type": "object", "properties": {}}}}
 
 
-def accepts(grammar: Grammar, model: Model, text: str) -> bool:
+def accepts(grammar: Grammar | LazyGrammar, model: Model, text: str) -> bool:
     """Whether `grammar` lets `text` be written, token by token, and then end."""
     grammar.reset()
     for token in model.tokenize(text, add_special=False, parse_special=True):
@@ -277,9 +277,37 @@ def test_forcing_grammar_takes_calls_and_only_calls(smollm2_path, style, good, b
         model.close()
 
 
+@pytest.mark.parametrize(
+    "style, held, free",
+    [
+        ("hermes", "I will look.\n" + CALL + "\n" + CALL.replace("get_weather", "get_time").replace(PARIS, "{}"),
+         ['No call, a word on {"name": "get_date"} instead.', '<tool_call>\n{"name":"get_weather"} spaced otherwise']),
+        ("hermes", '```json\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n```', []),
+        ("llama3", '{"name": "get_weather", "parameters": {"city": "Paris"}}', ["Just words."]),
+        ("mistral", 'Let me see. [TOOL_CALLS][{"name": "get_time", "arguments": {}}]', ["No [TOOL CALLS] here."]),
+    ],
+)  # fmt: skip
+def test_under_auto_calls_are_held_once_begun_and_the_rest_is_free(smollm2_path, style, held, free):
+    model = Model(smollm2_path)
+    try:
+        gbnf, trigger = lazy_calls(style, [WEATHER, TIME], None)
+        grammar = LazyGrammar(model, gbnf, trigger)
+        assert accepts(grammar, model, held) and grammar.held
+        for text in free:
+            assert accepts(grammar, model, text) and not grammar.held
+        # Once held, a call names a tool and its arguments follow its schema.
+        bad = held.replace('"Paris"', "7") if "Paris" in held else held.replace("get_time", "get_date")
+        assert not accepts(grammar, model, bad)
+        grammar.close()
+    finally:
+        model.close()
+
+
 def test_required_and_named_choices_carry_a_grammar():
     both = {"messages": USER, "tools": [WEATHER, TIME]}
-    assert plan(ChatRequest(**both), QWEN3).grammar is None
+    auto = plan(ChatRequest(**both), QWEN3)
+    assert "get_time" in auto.grammar and "get_weather" in auto.trigger  # held once a call begins
+    assert plan(ChatRequest(**both, tool_choice="none"), QWEN3).grammar is None
     required = plan(ChatRequest(**both, tool_choice="required"), QWEN3)
     assert "get_weather" in required.grammar and "get_time" in required.grammar
     named = plan(ChatRequest(**both, tool_choice={"type": "function", "function": {"name": "get_time"}}), QWEN3)

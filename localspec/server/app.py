@@ -296,7 +296,7 @@ def create_app(worker: Worker, api_key: str | None = None) -> FastAPI:
             if options.grammar:  # (as llama-server: one grammar holds a reply, the tools' or the request's)
                 raise tools.RequestError("give tools or a grammar/response_format, not both (or tool_choice none)", "tools")
             options.shown_specials = shown_specials
-            options.grammar = plan.grammar
+            options.grammar, options.grammar_trigger = plan.grammar, plan.trigger
         shape = ChatShape(model_name, engine.method, body.include_usage, plan.stream(), metrics)
         shape = with_logprobs(shape, options)
         return await generate(

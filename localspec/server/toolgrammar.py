@@ -1,6 +1,7 @@
 """tool_choice "required" or a named function: a GBNF grammar that lets the
 model write nothing but calls, in its family's own format, each naming one
 of the tools and with arguments that follow that tool's parameter schema.
+Under "auto", `lazy_calls`: the same calls, held from where the model begins one.
 
 The generation applies it at every drafted position (localspec/constrain.py),
 so a forced call is drafted and verified like any other text and greedy
@@ -75,10 +76,9 @@ def _rename_body(body: str, rules: set[str], prefix: str) -> str:
     return "".join(out)
 
 
-def force_calls(style: str, tools: Sequence[dict], max_calls: int | None) -> str:
-    """GBNF for one call (max_calls 1) or one or more, of `tools` (OpenAI's
-    tool objects, already checked), in `style` (a key of _FRAMES)."""
-    parts, alternatives = [], []
+def _arguments(tools: Sequence[dict]) -> list[str]:
+    """Each tool's parameter grammar, its rules renamed apart (t0-root, t1-root, ...)."""
+    parts = []
     for i, tool in enumerate(tools):
         fn = tool["function"]
         try:
@@ -86,12 +86,54 @@ def force_calls(style: str, tools: Sequence[dict], max_calls: int | None) -> str
         except LocalspecError as e:
             raise SchemaError(f"the parameters of {fn['name']}: {e}", i) from None
         parts.append(rename(args, f"t{i}-"))
-        alternatives.append(_call(style, fn["name"], f"t{i}-root"))
+    return parts
+
+
+def force_calls(style: str, tools: Sequence[dict], max_calls: int | None) -> str:
+    """GBNF for one call (max_calls 1) or one or more, of `tools` (OpenAI's
+    tool objects, already checked), in `style` (a key of _FRAMES)."""
+    parts = _arguments(tools)
+    alternatives = [_call(style, tool["function"]["name"], f"t{i}-root") for i, tool in enumerate(tools)]
     opening, between, closing, single = _FRAMES[style]
     root = [_literal(opening)] if opening else []
     root.append("call" if single or max_calls == 1 else f"call ({_literal(between)} call)*")
     root += [_literal(closing)] if closing else []
     return "\n".join([f"root ::= {' '.join(root)}", f"call ::= {' | '.join(alternatives)}", *parts]) + "\n"
+
+
+def lazy_calls(style: str, tools: Sequence[dict], max_calls: int | None) -> tuple[str, str]:
+    """Under tool_choice auto: (GBNF, trigger), the grammar a call is held to
+    from where its text first matches the trigger regex on
+    (localspec.grammar.LazyGrammar); before that the model writes freely.
+
+    Mistral's calls begin with [TOOL_CALLS], and the forced grammar from it.
+    A Hermes or Llama 3.x call is held from its `{"name": "f"` on, spaced
+    and keyed ("arguments" or "parameters") as these models write it
+    (Qwen2.5-Coder puts it in a <tool_call> tag or a ```json fence, or in
+    neither, on one line or pretty-printed): the object, then the tag or
+    fence that may close it, then (Hermes, unless parallel_tool_calls is
+    false) more tagged calls. A call that does not begin so stays free and
+    is read back as before."""
+    if style.startswith("mistral"):
+        return force_calls(style, tools, max_calls), re.escape("[TOOL_CALLS]")
+    parts = _arguments(tools)
+    names = [tool["function"]["name"] for tool in tools]
+    bodies = [
+        f'"{{" ws "\\"name\\"" ws ":" ws {_literal(json.dumps(name))} ws "," ws key ws ":" ws t{i}-root ws "}}"'
+        for i, name in enumerate(names)
+    ]
+    root = "body close"
+    if style == "hermes" and max_calls != 1:
+        root += ' (ws "<tool_call>" ws body close)*'
+    rules = [
+        f"root ::= {root}",
+        f"body ::= {' | '.join(bodies)}",
+        'key ::= "\\"arguments\\"" | "\\"parameters\\""',
+        'close ::= ws ("</tool_call>" | "```")?' if style == "hermes" else "close ::= ws",
+        r"ws ::= [ \t\n]{0,20}",
+    ]
+    trigger = r'\{\s*"name"\s*:\s*(?:' + "|".join(re.escape(json.dumps(n)) for n in names) + ")"
+    return "\n".join([*rules, *parts]) + "\n", trigger
 
 
 # style: (before the calls, between two calls, after them, one call only)
@@ -107,8 +149,16 @@ def _call(style: str, name: str, args: str) -> str:
     """One call of `name` whose arguments are the rule `args`."""
     if style == "mistral-args":
         return f"{_literal('[TOOL_CALLS]' + name + '[ARGS]')} {args}"
-    key = "parameters" if style == "llama3" else "arguments"
-    head, tail = f'{{"name": {json.dumps(name)}, "{key}": ', "}"
+    body = _body("parameters" if style == "llama3" else "arguments", name, args)
     if style == "hermes":
-        head, tail = "<tool_call>\n" + head, tail + "\n</tool_call>"
-    return f"{_literal(head)} {args} {_literal(tail)}"
+        return f"{_literal(_TAG)} {body} {_literal(_UNTAG)}"
+    return body
+
+
+_TAG, _UNTAG = "<tool_call>\n", "\n</tool_call>"
+
+
+def _body(key: str, name: str, args: str) -> str:
+    """A call's JSON object, its arguments under `key` the rule `args`."""
+    head = '{"name": ' + json.dumps(name) + ', "' + key + '": '
+    return f"{_literal(head)} {args} {_literal('}')}"

@@ -18,7 +18,7 @@ from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
 from localspec.errors import LocalspecError
 from localspec.server.schemas import ChatRequest
-from localspec.server.toolgrammar import SchemaError, force_calls
+from localspec.server.toolgrammar import SchemaError, force_calls, lazy_calls
 from localspec.server.toolparse import Family, ToolStream, detect_family
 
 CHOICES = ("none", "auto", "required")
@@ -88,7 +88,8 @@ class ToolPlan:
     names: list[str]
     family: Family | None
     max_calls: int | None
-    grammar: str | None = None  # GBNF that forces calls (tool_choice required or a named function)
+    grammar: str | None = None  # GBNF of the calls the reply may make
+    trigger: str | None = None  # tool_choice auto: the regex from whose match on the grammar holds the reply
 
     @property
     def parses(self) -> bool:
@@ -120,16 +121,21 @@ def plan(body: ChatRequest, tt: TemplateTools) -> ToolPlan:
     choice, named = _choice(body.tool_choice, names)
     shown = [t.model_dump(exclude_none=True) for t in tools]
     max_calls = 1 if body.parallel_tool_calls is False else None
-    grammar = None
+    grammar = trigger = None
     if tools:
         # Built whether or not it is used: a schema llama.cpp cannot convert is a 400 either way.
         assert tt.style is not None
         forced = [t for t in shown if t["function"]["name"] == named] if choice == "named" else shown
         try:
-            grammar = force_calls(tt.style, forced, 1 if choice == "named" else max_calls)
+            if choice == "auto":
+                # The model may answer in words; once it begins a call, the
+                # call is held to the tools' grammar, as llama-server holds it.
+                grammar, trigger = lazy_calls(tt.style, shown, max_calls)
+            else:
+                grammar = force_calls(tt.style, forced, 1 if choice == "named" else max_calls)
         except SchemaError as e:
             raise RequestError(str(e), f"tools[{names.index(forced[e.index]['function']['name'])}].function.parameters")
-        if choice not in ("required", "named"):
+        if choice == "none":
             grammar = None
     return ToolPlan(
         messages=_messages(body, tt),
@@ -141,6 +147,7 @@ def plan(body: ChatRequest, tt: TemplateTools) -> ToolPlan:
         family=tt.family,
         max_calls=max_calls,
         grammar=grammar,
+        trigger=trigger,
     )
 
 
