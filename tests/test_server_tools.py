@@ -167,7 +167,7 @@ EDIT = [
     {"role": "system", "content": SYSTEM.replace("get_weather for weather questions", "get_weather for weather questions and write_file to save files")},
     {"role": "user", "content": f"Add type hints to every function in shapes.py and save the whole file with write_file.\n\nshapes.py:\n```python\n{SHAPES}```"},
 ]  # fmt: skip
-# (the request of scripts/tool_call_speed.py's "edit call (auto)", docs/tool-calls/)
+# (the request of scripts/agent_request_speed.py's "edit call (auto)", docs/agent-requests/)
 
 
 def test_under_auto_a_call_once_opened_is_held_to_the_tools_grammar(qwen):

@@ -1,6 +1,6 @@
-"""tok/s of tool-call requests through `localspec serve`, with and without speculation.
+"""tok/s of a coding agent's requests through `localspec serve`, with and without speculation.
 
-    flock /tmp/cpu.lock .venv/bin/python scripts/tool_call_speed.py --rounds 3 [--out docs/tool-calls.json]
+    flock /tmp/cpu.lock .venv/bin/python scripts/agent_request_speed.py --rounds 3 [--out docs/agent-requests/results.json]
 
 Starts the default pair's server once with `--method none` (plain decoding)
 and once with `--method auto`, and sends each the same requests through the
@@ -8,9 +8,13 @@ and once with `--method auto`, and sends each the same requests through the
 where the call's arguments carry a whole file the model rewrites (copied
 from the prompt, which is where drafting pays), once left to the model
 (`auto`) and once forced (`tool_choice: required`, the output held to the
-tool's grammar). It prints each request's generation speed from the
+tool's grammar); and two JSON extractions held to a JSON schema
+(`response_format` json_schema), a CSV turned into records and the facts of
+a paragraph, whose values are copied from the prompt. It prints each
+request's generation speed from the
 server's own `timings` (median and best of `--rounds`), draft acceptance,
-and whether both servers wrote the same call. A measurement, not a test:
+whether both servers wrote the same reply, and whether each JSON reply
+validates against its schema. A measurement, not a test:
 run it alone on a quiet machine.
 """
 
@@ -26,6 +30,7 @@ import sys
 import tempfile
 import time
 
+import jsonschema
 from openai import OpenAI
 
 WEATHER = {"type": "function", "function": {"name": "get_weather", "description": "Get the current weather in a city",
@@ -51,6 +56,33 @@ def describe(shape):
 SYSTEM = ("You are a helpful assistant with tools. Use get_weather for weather questions and write_file to save files. "
           "Once a tool response is given, answer the user in plain words from it.")  # fmt: skip
 EDIT = f"Add type hints to every function in shapes.py and save the whole file with write_file.\n\nshapes.py:\n```python\n{CODE}```"
+CSV = """name,age,city,score,joined
+Ada Lovelace,36,London,91.5,2019-03-14
+Bo Andersen,29,Oslo,78,2020-11-02
+Chen Wei,41,Taipei,88.25,2018-06-30
+Dara Byrne,22,Dublin,65,2023-01-09
+Eli Quispe,33,Lima,93,2021-08-21
+Farah Haddad,38,Amman,71.75,2017-12-05
+Goran Petrovic,45,Belgrade,84,2016-04-18
+Hana Sato,27,Osaka,97.5,2022-09-27
+"""
+PEOPLE = {"type": "array", "items": {"type": "object", "additionalProperties": False,
+          "required": ["name", "age", "city", "score", "joined"],
+          "properties": {"name": {"type": "string"}, "age": {"type": "integer"}, "city": {"type": "string"},
+                         "score": {"type": "number"}, "joined": {"type": "string"}}}}
+FACTS_TEXT = ("Nordlicht Instruments was founded in 1987 in Tromso and moved its headquarters to Bergen in 2004. "
+              "The company employs about 1,250 people and makes marine sonar systems, weather buoys and underwater drones.")
+FACTS = {"type": "object", "additionalProperties": False,
+         "required": ["company", "founded", "headquarters", "employees", "products"],
+         "properties": {"company": {"type": "string"}, "founded": {"type": "integer"}, "headquarters": {"type": "string"},
+                        "employees": {"type": "integer"}, "products": {"type": "array", "items": {"type": "string"}}}}
+SCHEMAS = {"json extraction (csv)": PEOPLE, "json extraction (facts)": FACTS}
+
+
+def json_schema(name: str, schema: dict) -> dict:
+    return {"type": "json_schema", "json_schema": {"name": name, "schema": schema}}
+
+
 REQUESTS = {
     "weather call": dict(messages=[{"role": "system", "content": SYSTEM},
                                    {"role": "user", "content": "What is the weather in Paris right now?"}],
@@ -59,6 +91,10 @@ REQUESTS = {
                              tools=[WRITE]),
     "edit call (required)": dict(messages=[{"role": "system", "content": SYSTEM}, {"role": "user", "content": EDIT}],
                                  tools=[WRITE], tool_choice="required"),
+    "json extraction (csv)": dict(messages=[{"role": "user", "content": f"Convert this CSV to a JSON array of objects with numeric fields as numbers.\n\n{CSV}"}],
+                                  response_format=json_schema("people", PEOPLE)),
+    "json extraction (facts)": dict(messages=[{"role": "user", "content": f"Extract the key facts from this text as JSON.\n\n{FACTS_TEXT}"}],
+                                    response_format=json_schema("facts", FACTS)),
 }  # fmt: skip
 
 
@@ -78,6 +114,17 @@ def serve(method: str, log_path: str) -> tuple[subprocess.Popen, str]:
     raise SystemExit("the server did not start")
 
 
+def valid(name: str, content: str | None) -> bool | None:
+    """Whether a JSON request's reply validates against its schema (None: not a JSON request)."""
+    if name not in SCHEMAS:
+        return None
+    try:
+        jsonschema.validate(json.loads(content or ""), SCHEMAS[name])
+    except (ValueError, jsonschema.ValidationError):
+        return False
+    return True
+
+
 def measure(url: str, rounds: int) -> dict:
     client = OpenAI(base_url=url, api_key="none", max_retries=0, timeout=900)
     out = {}
@@ -89,7 +136,7 @@ def measure(url: str, rounds: int) -> dict:
             calls = [(c.function.name, c.function.arguments) for c in msg.tool_calls or []]
             runs.append({"tok_s": t["predicted_per_second"], "tokens": t["predicted_n"], "drafted": t["draft_n"],
                          "accepted": t["draft_n_accepted"], "calls": calls, "content": msg.content,
-                         "finish": resp.choices[0].finish_reason})  # fmt: skip
+                         "finish": resp.choices[0].finish_reason, "valid": valid(name, msg.content)})  # fmt: skip
         out[name] = runs
     return out
 
@@ -110,7 +157,7 @@ def main() -> int:
             proc.terminate()
             proc.wait(60)
             os.unlink(log)
-    print(f"{'request':<22} {'tokens':>6} {'plain tok/s':>18} {'auto tok/s':>18} {'speedup':>8} {'accepted':>12} same call")
+    print(f"{'request':<22} {'tokens':>6} {'plain tok/s':>18} {'auto tok/s':>18} {'speedup':>8} {'accepted':>12} same reply")
     for name in REQUESTS:
         plain, auto = results["none"][name], results["auto"][name]
         p = [r["tok_s"] for r in plain]
@@ -119,7 +166,8 @@ def main() -> int:
         same = plain[0]["calls"] == auto[0]["calls"] and plain[0]["content"] == auto[0]["content"]
         print(f"{name:<22} {auto[0]['tokens']:>6} {statistics.median(p):>8.2f} (best {max(p):5.2f}) "
               f"{statistics.median(a):>8.2f} (best {max(a):5.2f}) {statistics.median(a) / statistics.median(p):>7.2f}x "
-              f"{acc:>12} {same} ({auto[0]['finish']}, {len(auto[0]['calls'])} call)")  # fmt: skip
+              f"{acc:>12} {same} ({auto[0]['finish']}, {len(auto[0]['calls'])} call"
+              + (f", valid {sum(bool(r['valid']) for r in plain + auto)}/{len(plain + auto)})" if name in SCHEMAS else ")"))  # fmt: skip
     if args.out:
         with open(args.out, "w") as f:
             json.dump(results, f, indent=1)
