@@ -202,6 +202,17 @@ class Engine:
         base = [self.lookup] + ([self.draft_model] if self.draft_model else [])
         return Generation(self.target_ctx, tokens, self.planner, options, cancel, drafters=base)
 
+    def round_trips(self) -> dict[str, float] | None:
+        """Seconds of one request-reply to each rpc-server now, on the
+        connections decodes use (None: the target is local, or its servers
+        do not answer). Every verify step waits on at least one of these."""
+        if not isinstance(self.target_ctx, RemoteContext):
+            return None
+        try:
+            return self.target_ctx.ping()
+        except (LocalspecError, RuntimeError):
+            return None
+
     def close(self) -> None:
         if self._calibration_keys:
             c = self.planner.costs

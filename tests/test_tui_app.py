@@ -277,3 +277,21 @@ def test_the_panel_groups_positions_past_eight():
     assert rows[0][1] == 1.0
     assert rows[8][1] == pytest.approx((8 + 2) / 16)  # positions 9..16: 8 of 8 kept, then 2 of 8
     assert rows[9][1] == pytest.approx(0.5)  # 17..20: the first draft's 4 kept, the second's 4 not
+
+
+def test_the_panel_bounds_the_network_share_of_verify_by_the_nearest_round_trip():
+    """Over RPC each verify step waits on at least one request-reply: steps
+    times the smallest measured round trip, over verify time, is a floor."""
+    from localspec.events import Counters
+    from tui.stats import StatsPanel
+
+    panel = StatsPanel()
+    c = Counters()
+    for _ in range(10):
+        c.record_step(0, 0)
+    c.verify_s = 0.5
+    assert panel._network_text(c) == ""  # a local target: no line
+    panel.round_trips = {"10.0.0.2:50052": 0.004, "10.0.0.3:50052": 0.011}
+    assert panel._network_text(c) == "\nrpc round trip 4.00-11.00 ms\nnetwork ≥ 8% of verify"
+    panel.round_trips = {"10.0.0.2:50052": 0.004}
+    assert panel._network_text(None) == "\nrpc round trip 4.00 ms"

@@ -36,3 +36,7 @@ async def test_the_chat_survives_a_server_killed_mid_reply(servers, smollm2_path
         await send(pilot, "Hi!")
         reply = await reply_done(pilot, timeout=120)
         assert reply.text.strip() and reply.stop_reason in ("eog", "max_tokens")
+        # The panel shows the round trip, measured after the reply, and the least share of verify it took.
+        await until(pilot, lambda: "rpc round trip" in app.stats._shown["split"][0], timeout=30)
+        assert set(app.stats.round_trips) == {s.endpoint for s in servers}
+        assert "network ≥ " in app.stats._shown["split"][0]

@@ -39,7 +39,16 @@ from localspec.verify import SamplingParams
 from tui.engine_thread import Loader, StepFeed, heap_frozen, load_with_engine
 from tui.footer import KeyFooter
 from tui.keys import KeyedApp
-from tui.messages import EngineReady, LoadFailed, LoadProgress, ReplyDone, ReplyFailed, TooLong, WindowMoved
+from tui.messages import (
+    EngineReady,
+    LoadFailed,
+    LoadProgress,
+    ReplyDone,
+    ReplyFailed,
+    RoundTrips,
+    TooLong,
+    WindowMoved,
+)
 from tui.pairs import LoadRequest, PairChoice, pair_choices
 from tui.prompt import Prompt
 from tui.reply import MemoryMark, Notice, ReplyView, SystemNote, UserMessage
@@ -218,6 +227,9 @@ class ChatApp(KeyedApp):
                         feed.put(event)
                 assert generation.result is not None
                 self.post_message(ReplyDone(reply, generation.result))
+                # Measured after the reply, outside its timings: the panel's network line.
+                if (seconds := engine.round_trips()) is not None:
+                    self.post_message(RoundTrips(seconds))
             except LocalspecError as e:
                 self.post_message(ReplyFailed(reply, str(e)))
             except Exception as e:
@@ -314,6 +326,9 @@ class ChatApp(KeyedApp):
         if full and not hint:
             await self.say_context_full()
         self.refresh_bindings()
+
+    def on_round_trips(self, message: RoundTrips) -> None:
+        self.stats.show_round_trips(message.seconds)
 
     async def on_reply_failed(self, message: ReplyFailed) -> None:
         await self._drop_reply(message.reply)

@@ -43,6 +43,14 @@ class ReplyDone(Message):
         self.result = result
 
 
+class RoundTrips(Message):
+    """After a reply over RPC: seconds of one request-reply to each rpc-server."""
+
+    def __init__(self, seconds: dict[str, float]):
+        super().__init__()
+        self.seconds = seconds
+
+
 class ReplyFailed(Message):
     def __init__(self, reply: ReplyView, error: str):
         super().__init__()

@@ -89,6 +89,7 @@ class StatsPanel(VerticalScroll, can_focus=False):
         self._rates_changed = False
         self._spark_at = float("-inf")
         self._shown: dict[str, tuple] = {}
+        self.round_trips: dict[str, float] = {}  # rpc-server: seconds of one request-reply, after the last reply
 
     def compose(self) -> ComposeResult:
         # Held, not queried: a reply that ends while the app quits still draws its totals.
@@ -162,6 +163,10 @@ class StatsPanel(VerticalScroll, can_focus=False):
     ) -> None:
         self.method, self.draft_max, self.auto_draft, self.auto_limit = method, draft_max, auto_draft, auto_limit
         self.plain_rate = plain_rate
+        self._draw()
+
+    def show_round_trips(self, seconds: dict[str, float]) -> None:
+        self.round_trips = dict(seconds)
         self._draw()
 
     def set_show_sources(self, show: bool) -> None:
@@ -241,11 +246,24 @@ class StatsPanel(VerticalScroll, can_focus=False):
     def _split_text(self, c: Counters | None) -> Content:
         total = c.draft_s + c.verify_s if c else 0.0
         if not total:
-            return Content("draft –  verify –")
+            return Content("draft –  verify –" + self._network_text(None))
         share = c.draft_s / total
         return Content.assemble(
-            f"draft {share:>4.0%} ", (bar(share, 10), "$warning"), f" verify {1 - share:.0%}"
+            f"draft {share:>4.0%} ", (bar(share, 10), "$warning"), f" verify {1 - share:.0%}", self._network_text(c)
         )
+
+    def _network_text(self, c: Counters | None) -> str:
+        """The target over RPC: the measured round trip, and the least share
+        of verify time it takes (each verify step waits on at least one)."""
+        if not self.round_trips:
+            return ""
+        lo, hi = min(self.round_trips.values()), max(self.round_trips.values())
+        shown = f"{1000 * lo:.2f}" if hi - lo < 5e-6 else f"{1000 * lo:.2f}-{1000 * hi:.2f}"
+        line = f"\nrpc round trip {shown} ms"
+        rtt = lo  # (which server a step waits on last is not known: the bound takes the nearest)
+        if c and c.verify_s > 0 and c.steps:
+            line += f"\nnetwork ≥ {min(1.0, c.steps * rtt / c.verify_s):.0%} of verify"
+        return line
 
     def _legend(self) -> Content:
         if not self.show_sources:
