@@ -83,6 +83,9 @@ class ScriptedEngine:
             k for k in self.long_lengths if k <= self.auto_ceiling
         ]
 
+    def round_trips(self) -> dict[str, float] | None:
+        return None  # a local target
+
     def close(self) -> None:
         self.closed = True
 
