@@ -19,7 +19,7 @@ from localspec.backend import Context, Model, default_threads
 from localspec.drafters import Drafter
 from localspec.drafters.combined import FirstOfDrafter
 from localspec.drafters.draft_model import DraftModelDrafter
-from localspec.drafters.lookup import LookupDrafter
+from localspec.drafters.lookup import LookupDrafter, quoted_forms
 from localspec.drafters.mtp import MtpDrafter
 from localspec.errors import LocalspecError
 from localspec.controller import K_MAX, Planner, PlannerSettings, draft_lengths, lookup_cap
@@ -178,7 +178,15 @@ class Engine:
         if continuation:
             more = self.target.tokenize(continuation, add_special=False, parse_special=False)
             tokens += more[cut:]
-        return self.generate(tokens, options, cancel)
+        quoted: list[list[int]] = []
+        if options.grammar:
+            # A constrained reply is JSON (a tool call, a response_format): what it
+            # copies from the prompt it writes escaped, which lookup finds only so.
+            quoted = [
+                self.target.tokenize(text, add_special=False, parse_special=False)
+                for text in quoted_forms(_texts(messages))
+            ]
+        return self.generate(tokens, options, cancel, quoted=quoted)
 
     def complete(
         self,
@@ -190,7 +198,15 @@ class Engine:
     ) -> Generation:
         return self.generate(self.target.tokenize(prompt, add_special=True, parse_special=parse_special), options, cancel)
 
-    def generate(self, tokens: list[int], options: GenerateOptions, cancel: threading.Event | None = None) -> Generation:
+    def generate(
+        self,
+        tokens: list[int],
+        options: GenerateOptions,
+        cancel: threading.Event | None = None,
+        quoted: Sequence[Sequence[int]] = (),
+    ) -> Generation:
+        """A generation continuing `tokens`; `quoted`: token sequences the reply
+        may copy that the prompt does not hold as tokens (LookupDrafter.quote)."""
         if not tokens:
             raise LocalspecError("the prompt is empty")
         if len(tokens) >= self.target_ctx.n_ctx:
@@ -199,6 +215,7 @@ class Engine:
             )
         if isinstance(self.target_ctx, RemoteContext):
             self.target_ctx.ensure_alive()  # a remote lost in an earlier reply: back, or RemoteLost again
+        self.lookup.quote(quoted)
         base = [self.lookup] + ([self.draft_model] if self.draft_model else [])
         return Generation(self.target_ctx, tokens, self.planner, options, cancel, drafters=base)
 
@@ -436,4 +453,16 @@ def setup_warnings(tset: ModelSettings, tinfo, dset: ModelSettings | None, dinfo
             )
         if llama_cpp.llama_supports_gpu_offload() and tset.n_gpu_layers != 0 and dset.n_gpu_layers == 0:
             out.append(f"target {tset.name} is on the GPU but draft {dset.name} on the CPU (--ngl-draft 0)")
+    return out
+
+
+def _texts(messages: Sequence[dict]) -> list[str]:
+    """The text of each message's content (a string, or OpenAI's list of parts)."""
+    out = []
+    for m in messages:
+        content = m.get("content")
+        if isinstance(content, str):
+            out.append(content)
+        elif isinstance(content, list):
+            out += [p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str)]
     return out

@@ -140,6 +140,25 @@ class NgramIndex:
                 last[gram] = p
                 self.ops += 1
 
+    def continuation(self, suffix: Sequence[int], k: int) -> tuple[list[int], int]:
+        """Up to `k` tokens that followed the newest occurrence, in this
+        index's sequence, of the longest tail of `suffix` (another sequence)
+        it holds, and that tail's length (measured up to MATCH_MAX); ([], 0)
+        when it holds none. For a second source a reply may copy from."""
+        toks = self._tokens
+        tail = _as_list(suffix)[-MATCH_MAX:]
+        for n in range(min(self.n_max, len(tail)), self.n_min - 1, -1):
+            match_end = self._last.get(tuple(tail[len(tail) - n :]), -1)
+            if match_end == len(toks) - 1:  # nothing follows the newest: the one before it
+                match_end = self._prev[n][match_end]
+            if match_end < 0:
+                continue
+            if n == self.n_max:
+                while n < len(tail) and match_end - n >= 0 and toks[match_end - n] == tail[len(tail) - 1 - n]:
+                    n += 1
+            return toks[match_end + 1 : match_end + 1 + k], n
+        return [], 0
+
     def lookup(self, k: int) -> list[int]:
         return self.lookup_with_n(k)[0]
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from localspec.drafters import EMPTY_DRAFT
-from localspec.drafters.lookup import LookupDrafter
+from localspec.drafters.lookup import LookupDrafter, quoted_forms
 from localspec.ngram import MATCH_MAX, NgramIndex, common_prefix_len
 from localspec.verify import SamplingParams
 
@@ -201,3 +201,40 @@ def test_drafter_follows_rollbacks_via_observe():
     assert drafter.propose(context + [99], 3, GREEDY, rng) == EMPTY_DRAFT
     drafter.close()
     assert len(drafter.index) == 0
+
+
+# Quoted sources: text the reply copies in another form (JSON-escaped)
+
+
+def test_continuation_follows_the_longest_tail_held_elsewhere():
+    quoted = NgramIndex(n_min=2, n_max=4)
+    quoted.sync([1, 2, 3, 4, 5, 6, 7, 2, 3, 9])
+    assert quoted.continuation([50, 2, 3], 3) == ([9], 2)  # the newest occurrence of (2, 3)
+    assert quoted.continuation([50, 1, 2, 3], 3) == ([4, 5, 6], 3)  # a longer tail wins
+    assert quoted.continuation([50, 51], 3) == ([], 0)
+    # Nothing follows the newest (3, 9)... the index's last tokens: the one before, if any.
+    assert quoted.continuation([3, 9], 2) == ([], 0)
+    long = list(range(100, 140))
+    quoted.sync(long + [7])
+    tokens, n = quoted.continuation([1] + long, 1)
+    assert tokens == [7] and n == 40  # measured past n_max, as a copy in progress
+
+
+def test_quoted_forms_are_the_texts_as_a_json_string_writes_them():
+    assert quoted_forms(['a = "x"\nb\\c', "plain words", "naïve\tcafé"]) == ['a = \\"x\\"\\nb\\\\c', "naïve\\tcafé"]
+
+
+def test_drafter_drafts_from_a_quoted_source_when_it_matches_longer():
+    drafter = LookupDrafter()
+    rng = np.random.default_rng(0)
+    # The prompt's lines end in a real line break (13); the reply writes the escape (77).
+    prompt, reply = [5, 42, 8, 13, 101, 17, 23, 13, 60], [2, 42, 8, 77, 101, 17, 23]
+    context = prompt + reply
+    drafter.quote([[42, 8, 77, 101, 17, 23, 77, 60], [90, 91, 92]])
+    draft = drafter.propose(context, 4, GREEDY, rng)
+    assert draft.tokens == [77, 60] and draft.match_n == 6  # cut where the next source begins
+    # The context's own repeat wins a tie.
+    drafter.quote([[17, 23, 77]])
+    assert drafter.propose(context, 2, GREEDY, rng).tokens == [13, 60]
+    drafter.quote([])
+    assert drafter.propose(context, 2, GREEDY, rng).tokens == [13, 60] and len(drafter.quoted) == 0

@@ -8,6 +8,7 @@ to nothing when it misses and wins big on text that quotes its input
 
 from __future__ import annotations
 
+import json
 from typing import Sequence
 
 import numpy as np
@@ -28,6 +29,22 @@ DEFAULT_N_MIN = 2
 DEFAULT_N_MAX = 8
 
 
+_APART = -1  # between quoted sources: no token, so no match runs from one into the next
+
+
+def quoted_forms(texts: Sequence[str]) -> list[str]:
+    """Each text as it reads inside a JSON string (line breaks as \\n, quotes
+    and backslashes escaped), where that differs from the text: what a tool
+    call's arguments or a JSON reply copy from the prompt. Written as models
+    write JSON: other characters as they are, not \\u escapes."""
+    out = []
+    for text in texts:
+        escaped = json.dumps(text, ensure_ascii=False)[1:-1]
+        if escaped != text:
+            out.append(escaped)
+    return out
+
+
 class LookupDrafter:
     """Drafter that proposes the continuation of the longest suffix repeat.
 
@@ -41,6 +58,16 @@ class LookupDrafter:
 
     def __init__(self, n_min: int = DEFAULT_N_MIN, n_max: int = DEFAULT_N_MAX):
         self.index = NgramIndex(n_min=n_min, n_max=n_max)
+        self.quoted = NgramIndex(n_min=n_min, n_max=n_max)  # text a reply may copy that the context lacks as tokens
+
+    def quote(self, sources: Sequence[Sequence[int]]) -> None:
+        """Token sequences the reply may copy that are not in the context as
+        such (the prompt's texts as a JSON string writes them: `quoted_forms`),
+        looked up after the context, for this reply only; [] for none."""
+        seq: list[int] = []
+        for source in sources:
+            seq += [*source, _APART]
+        self.quoted.sync(seq)
 
     def propose(
         self,
@@ -52,6 +79,13 @@ class LookupDrafter:
     ) -> Draft:
         self.index.sync(context)
         tokens, match_n = self.index.lookup_with_n(k)
+        if len(self.quoted):
+            # The context's own repeat wins unless the quoted text matches longer.
+            quoted, quoted_n = self.quoted.continuation(context, k)
+            if _APART in quoted:
+                quoted = quoted[: quoted.index(_APART)]
+            if quoted and quoted_n > match_n:
+                tokens, match_n = quoted, quoted_n
         return Draft(tokens=tokens, source=self.name, match_n=match_n) if tokens else EMPTY_DRAFT
 
     def behind(self, context: Sequence[int]) -> int:
@@ -62,3 +96,4 @@ class LookupDrafter:
 
     def close(self) -> None:
         self.index.reset()
+        self.quoted.reset()
