@@ -2,8 +2,9 @@
 
     flock /tmp/cpu.lock .venv/bin/python scripts/agent_request_speed.py --rounds 3 [--out docs/agent-requests/results.json]
 
-Starts the default pair's server once with `--method none` (plain decoding)
-and once with `--method auto`, and sends each the same requests through the
+Starts the default pair's server with `--method none` (plain decoding) and
+with `--method auto`, a fresh pair of processes per round in alternating
+order, and sends each the same requests through the
 `openai` package, greedy: a short call (the weather), and an agent's edit,
 where the call's arguments carry a whole file the model rewrites (copied
 from the prompt, which is where drafting pays), once left to the model
@@ -125,19 +126,17 @@ def valid(name: str, content: str | None) -> bool | None:
     return True
 
 
-def measure(url: str, rounds: int) -> dict:
+def measure(url: str) -> dict:
+    """One run of each request against the server at `url`."""
     client = OpenAI(base_url=url, api_key="none", max_retries=0, timeout=900)
     out = {}
     for name, req in REQUESTS.items():
-        runs = []
-        for _ in range(rounds):
-            resp = client.chat.completions.create(model="local", temperature=0, max_tokens=600, **req)
-            t, msg = resp.model_extra["timings"], resp.choices[0].message
-            calls = [(c.function.name, c.function.arguments) for c in msg.tool_calls or []]
-            runs.append({"tok_s": t["predicted_per_second"], "tokens": t["predicted_n"], "drafted": t["draft_n"],
-                         "accepted": t["draft_n_accepted"], "calls": calls, "content": msg.content,
-                         "finish": resp.choices[0].finish_reason, "valid": valid(name, msg.content)})  # fmt: skip
-        out[name] = runs
+        resp = client.chat.completions.create(model="local", temperature=0, max_tokens=600, **req)
+        t, msg = resp.model_extra["timings"], resp.choices[0].message
+        calls = [(c.function.name, c.function.arguments) for c in msg.tool_calls or []]
+        out[name] = [{"tok_s": t["predicted_per_second"], "tokens": t["predicted_n"], "drafted": t["draft_n"],
+                      "accepted": t["draft_n_accepted"], "calls": calls, "content": msg.content,
+                      "finish": resp.choices[0].finish_reason, "valid": valid(name, msg.content)}]  # fmt: skip
     return out
 
 
@@ -146,17 +145,22 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--out", help="write every run as JSON here")
     args = ap.parse_args()
-    results = {}
-    for method in ("none", "auto"):
-        with tempfile.NamedTemporaryFile(suffix=".log", delete=False) as f:
-            log = f.name
-        proc, url = serve(method, log)
-        try:
-            results[method] = measure(url, args.rounds)
-        finally:
-            proc.terminate()
-            proc.wait(60)
-            os.unlink(log)
+    results: dict = {"none": {name: [] for name in REQUESTS}, "auto": {name: [] for name in REQUESTS}}
+    # A fresh server per round, the order alternating: two server processes on
+    # the same 2 cores have run 10% apart with nothing drafted, so each method
+    # gets as many first and second places, and as many processes, as the other.
+    for r in range(args.rounds):
+        for method in ("none", "auto") if r % 2 == 0 else ("auto", "none"):
+            with tempfile.NamedTemporaryFile(suffix=".log", delete=False) as f:
+                log = f.name
+            proc, url = serve(method, log)
+            try:
+                for name, runs in measure(url).items():
+                    results[method][name] += runs
+            finally:
+                proc.terminate()
+                proc.wait(60)
+                os.unlink(log)
     print(f"{'request':<22} {'tokens':>6} {'plain tok/s':>18} {'auto tok/s':>18} {'speedup':>8} {'accepted':>12} same reply")
     for name in REQUESTS:
         plain, auto = results["none"][name], results["auto"][name]
