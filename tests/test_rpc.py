@@ -225,9 +225,10 @@ def test_a_stalled_server_ends_the_reply_within_the_timeout(servers, smollm2_pat
 def test_serve_answers_503_while_a_server_is_gone_and_serves_again_once_it_is_back(servers, env, tmp_path):
     import threading
 
-    from test_server import COUNTING, LONG, Server
+    from serving import Server
+    from test_server import COUNTING, LONG, SMOLLM2
 
-    srv = Server(env, tmp_path / "serve.log", "--rpc", endpoints(servers))
+    srv = Server(env, tmp_path / "serve.log", *SMOLLM2, "--rpc", endpoints(servers))
     try:
         body = {"model": "smollm2-135m", "prompt": COUNTING, "max_tokens": LONG, "temperature": 0}
         answer = {}

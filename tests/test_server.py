@@ -3,30 +3,19 @@ package (and a raw HTTP client where the SDK would hide the wire), SmolLM2-135M.
 
 Two servers for the whole module: one plain, one with an API key and a
 one-request queue. Replies at temperature 0 are compared with `localspec run`
-for the same prompt. The user's calibration cache and models.toml are never
-touched: the processes get a fresh cache directory whose only model is a link
-to the fetched file, and an empty config directory.
+for the same prompt. Each process gets its own cache and config (tests/serving.py).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import re
-import signal
 import subprocess
 import sys
 import threading
-import time
-from pathlib import Path
 
 import pytest
 
-openai = pytest.importorskip("openai")
-try:  # the openai package's own HTTP client (httpx, or its successor httpx2)
-    import httpx2 as httpx
-except ImportError:
-    httpx = pytest.importorskip("httpx")
+from serving import REQUEST_TIMEOUT_S, Server, httpx, isolated_env, openai, serving
 
 MODEL = "smollm2-135m"
 KEY = "sk-test-key"
@@ -35,94 +24,18 @@ CHAT_TOKENS = 48
 COUNTING = "1, 2, 3, 4, 5, 6,"  # a raw prompt the model continues for thousands of tokens
 RAW_TOKENS = 40
 LONG = 2000  # max_tokens of a generation meant to still run when the test acts
-START_TIMEOUT_S = 300
-REQUEST_TIMEOUT_S = 300
 
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory, smollm2_path) -> dict[str, str]:
-    root = tmp_path_factory.mktemp("serve")
-    models = root / "cache" / "models"
-    models.mkdir(parents=True)
-    (models / f"{MODEL}.gguf").symlink_to(Path(smollm2_path).resolve())
-    (root / "config").mkdir()
-    out = dict(os.environ, LOCALSPEC_CACHE_DIR=str(root / "cache"), LOCALSPEC_CONFIG_DIR=str(root / "config"))
-    out.pop("LOCALSPEC_API_KEY", None)
-    return out
+    return isolated_env(tmp_path_factory.mktemp("serve"), {MODEL: smollm2_path})
 
 
-class Server:
-    def __init__(self, env: dict[str, str], log: Path, *args: str, models: tuple[str, ...] = ("--target", MODEL, "--method", "lookup")):
-        self.log = log
-        self.key = env.get("LOCALSPEC_API_KEY")
-        with open(log, "w") as f:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "localspec", "serve", *models, "--port", "0", *args],
-                stdout=f, stderr=subprocess.STDOUT, env=env,
-            )  # fmt: skip
-        try:
-            self.url = self._wait_ready()
-        except BaseException:
-            self.stop()
-            raise
-        self.http = httpx.Client(base_url=self.url, timeout=REQUEST_TIMEOUT_S, headers=self.auth())
-
-    def _wait_ready(self) -> str:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            text = self.log.read_text()
-            m = re.search(r" on (http://127\.0\.0\.1:\d+)/v1", text)
-            if m:
-                try:
-                    if httpx.get(m[1] + "/health", timeout=5).status_code == 200:
-                        return m[1]
-                except httpx.HTTPError:
-                    pass
-            assert self.proc.poll() is None, f"server exited with {self.proc.returncode}:\n{text}"
-            time.sleep(0.2)
-        raise AssertionError(f"server not up after {START_TIMEOUT_S}s:\n{self.log.read_text()}")
-
-    def auth(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.key}"} if self.key else {}
-
-    def client(self, key: str | None = None):
-        return openai.OpenAI(
-            base_url=self.url + "/v1", api_key=key or self.key or "unused", timeout=REQUEST_TIMEOUT_S, max_retries=0
-        )
-
-    def metric(self, name: str) -> float:
-        text = self.http.get("/metrics").text
-        m = re.search(rf"^localspec_{name} (\S+)$", text, re.M)
-        assert m, text
-        return float(m[1])
-
-    def wait_for(self, what, timeout_s: float = 120):
-        deadline = time.monotonic() + timeout_s
-        while not what():
-            assert time.monotonic() < deadline, "condition not reached"
-            time.sleep(0.05)
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        return self.proc.returncode
+SMOLLM2 = ("--target", MODEL, "--method", "lookup")
 
 
-def _serve(env, tmp_path_factory, name: str, *args: str, **kw):
-    server = Server(env, tmp_path_factory.mktemp(name) / "server.log", *args, **kw)
-    try:
-        yield server
-    finally:
-        server.http.close()
-        code = server.stop()
-    log = server.log.read_text()
-    assert code == 0, log
-    assert "Traceback" not in log, log
+def _serve(env, tmp_path_factory, name: str, *args: str):
+    yield from serving(Server(env, tmp_path_factory.mktemp(name) / "server.log", *SMOLLM2, *args))
 
 
 @pytest.fixture(scope="module")

@@ -8,14 +8,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-from test_server import REQUEST_TIMEOUT_S, Server, env, httpx, openai  # noqa: F401  (env: SmolLM2's server environment)
+from serving import Server, isolated_env, openai, serving
+from test_server import SMOLLM2, env  # noqa: F401  (env: SmolLM2's server environment)
 
 jsonschema = pytest.importorskip("jsonschema")
 
@@ -33,38 +30,9 @@ PERSON_FORMAT = {"type": "json_schema", "json_schema": {"name": "person", "schem
 NOTE = [{"role": "user", "content": "Who is in this note? Maria Lopez, 34, moved to Valencia last spring."}]
 
 
-class ModelServer(Server):
-    """test_server's Server, started with these arguments instead of its SmolLM2 ones."""
-
-    def __init__(self, env: dict[str, str], log: Path, *args: str):
-        self.log = log
-        self.key = None
-        with open(log, "w") as f:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "localspec", "serve", "--port", "0", *args],
-                stdout=f, stderr=subprocess.STDOUT, env=env,
-            )  # fmt: skip
-        try:
-            self.url = self._wait_ready()
-        except BaseException:
-            self.stop()
-            raise
-        self.http = httpx.Client(base_url=self.url, timeout=REQUEST_TIMEOUT_S)
-
-
-def serving(server: Server):
-    try:
-        yield server
-    finally:
-        server.http.close()
-        code = server.stop()
-    log = server.log.read_text()
-    assert code == 0 and "Traceback" not in log, log
-
-
 @pytest.fixture(scope="module")
 def server(env, tmp_path_factory):  # noqa: F811
-    yield from serving(Server(env, tmp_path_factory.mktemp("constrained") / "server.log"))
+    yield from serving(Server(env, tmp_path_factory.mktemp("constrained") / "server.log", *SMOLLM2))
 
 
 def streamed_chat(client, **kwargs) -> tuple[str, list, dict]:
@@ -204,15 +172,9 @@ def test_completion_logprobs_in_the_legacy_shape(server):
 @pytest.fixture(scope="module")
 def qwen_server(tmp_path_factory, qwen_target_path, qwen_draft_path):
     root = tmp_path_factory.mktemp("qwen-serve")
-    models = root / "cache" / "models"
-    models.mkdir(parents=True)
-    for name, path in (("qwen2.5-coder-1.5b", qwen_target_path), ("qwen2.5-coder-0.5b", qwen_draft_path)):
-        (models / f"{name}.gguf").symlink_to(Path(path).resolve())
-    (root / "config").mkdir()
-    env = dict(os.environ, LOCALSPEC_CACHE_DIR=str(root / "cache"), LOCALSPEC_CONFIG_DIR=str(root / "config"))
-    env.pop("LOCALSPEC_API_KEY", None)
+    env = isolated_env(root, {"qwen2.5-coder-1.5b": qwen_target_path, "qwen2.5-coder-0.5b": qwen_draft_path})
     args = ("--target", "qwen2.5-coder-1.5b", "--draft", "qwen2.5-coder-0.5b", "--method", "auto")
-    yield from serving(ModelServer(env, root / "server.log", *args))
+    yield from serving(Server(env, root / "server.log", *args))
 
 
 INVOICE = {

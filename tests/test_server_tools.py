@@ -6,13 +6,10 @@ streamed, the tool's result answered, and the bad requests each refused."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
-from test_server import Server
-
-openai = pytest.importorskip("openai")
+from serving import Server, isolated_env, openai, serving
 
 pytestmark = [pytest.mark.qwen, pytest.mark.models]
 
@@ -37,25 +34,9 @@ RESULT = json.dumps({"temperature_c": 18, "sky": "cloudy"})
 
 @pytest.fixture(scope="module")
 def qwen(tmp_path_factory, qwen_target_path, qwen_draft_path):
-    import os
-
     root = tmp_path_factory.mktemp("serve-tools")
-    models = root / "cache" / "models"
-    models.mkdir(parents=True)
-    for name, path in ((TARGET, qwen_target_path), (DRAFT, qwen_draft_path)):
-        (models / f"{name}.gguf").symlink_to(Path(path).resolve())
-    (root / "config").mkdir()
-    env = dict(os.environ, LOCALSPEC_CACHE_DIR=str(root / "cache"), LOCALSPEC_CONFIG_DIR=str(root / "config"))
-    env.pop("LOCALSPEC_API_KEY", None)
-    server = Server(env, root / "server.log", models=("--target", TARGET, "--draft", DRAFT, "--method", "auto"))
-    try:
-        yield server
-    finally:
-        server.http.close()
-        code = server.stop()
-    log = server.log.read_text()
-    assert code == 0, log
-    assert "Traceback" not in log, log
+    env = isolated_env(root, {TARGET: qwen_target_path, DRAFT: qwen_draft_path})
+    yield from serving(Server(env, root / "server.log", "--target", TARGET, "--draft", DRAFT, "--method", "auto"))
 
 
 def ask(server, messages=ASK, **kw):
