@@ -324,7 +324,14 @@ class Planner:
             # just been copying (slow start): a long verify that fails costs
             # dozens of steps (64 rows ~ 24 on a 2-core Zen 4), and acceptance
             # learned on one text says little about the next one's long tail.
-            cap = min(self._lookup_available, limit, max(K_MAX, 2 * self.lookup_scores.run + 1))
+            # The copy so far is the longest agreement of the latest proposals,
+            # or a match longer than any short draft: its last match_n tokens
+            # are a copy already, drafted or not (llama.cpp's ngram-mod drafts
+            # 48-64 after a 24-token match). Short matches are too common in
+            # text that does not copy to count.
+            match = self._lookup_match_n if self._lookup_match_n > K_MAX else 0
+            copied = max(self.lookup_scores.run, match)
+            cap = min(self._lookup_available, limit, max(K_MAX, 2 * copied + 1))
             return best_k(name, self._lookup_acceptance(self._lookup_match_n), self.costs, cap)
         behind = self.drafters[name].behind(context)
         return best_k(name, self.acceptance[name], self.costs, min(limit, K_MAX), behind)

@@ -450,6 +450,20 @@ def test_long_matches_are_trusted_apart_from_short_ones():
     assert all(k > 0 for k in copied[:3]) and copied[-1] == 63
 
 
+def test_a_reply_that_begins_inside_a_long_match_drafts_long_at_once():
+    """Slow start counts the copy the match already shows: a new reply whose
+    last 30 tokens repeat the source (a function's signature and docstring
+    written out again) has been copying for 30 tokens, drafted or not, so its
+    first draft may pass K_MAX; a 6-token match still starts short."""
+    truth = list(range(10_000))
+    lookup = ScriptedLookup(truth)
+    planner = Rig(curve_costs(ZEN4_CURVE), {"lookup": lookup}, lookup).planner
+    lookup.last_match_n = 30
+    assert planner.plan(truth[:40]).k > K_MAX
+    lookup.last_match_n = 6
+    assert 0 < planner.plan(truth[:50]).k <= K_MAX
+
+
 def test_a_short_right_copy_on_the_zen4_curve_takes_a_whole_tile():
     """A 15-token proposal that is always right: 16 rows for 8.5 steps beat any
     shorter draft (12 rows cost more than 16). With 14 it takes the longest
