@@ -235,7 +235,7 @@ class Engine:
             c = self.planner.costs
             calibrate.remember(
                 self._calibration_keys,
-                {n: m.value for n, m in c.verify_s.items()},
+                {n: c.verify(n) for n in c.verify_s},  # seconds now: the level times the curve's shape
                 {name: m.value for name, m in c.draft_token_s.items()},
             )
             self._calibration_keys = None

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from localspec import calibrate
 
 
@@ -12,10 +14,12 @@ def test_cache_keeps_the_least_disturbed_figure_and_the_newest_entries(tmp_path,
     monkeypatch.delenv("LOCALSPEC_CALIBRATION_FILE", raising=False)
     keys = {"target": "verify:a", "draft": "draft:b"}
     calibrate.remember(keys, {1: 0.05, 2: 0.09}, {"draft": 0.02})
-    calibrate.remember(keys, {1: 0.07, 3: 0.12}, {"draft": 0.01})
+    calibrate.remember(keys, {1: 0.07, 2: 0.08, 4: 0.14}, {"draft": 0.01})
     saved = json.loads((tmp_path / "models" / "calibration.json").read_text())
-    # A busy machine only makes steps slower: the minimum of the sessions stays.
-    assert saved["verify:a"] == {"1": 0.05, "2": 0.09, "3": 0.12}
+    # A busy machine only makes steps slower: the curve that prices one row
+    # lower stays, whole (2 rows stay 0.09, not the other session's 0.08), and
+    # a size only the other measured joins it at the kept curve's scale.
+    assert saved["verify:a"] == pytest.approx({"1": 0.05, "2": 0.09, "4": 0.10})
     assert saved["draft:b"] == {"1": 0.01}
 
     # Every new file (a re-download, a test fixture) gets a key; old ones go.
@@ -25,6 +29,24 @@ def test_cache_keeps_the_least_disturbed_figure_and_the_newest_entries(tmp_path,
     saved = json.loads((tmp_path / "models" / "calibration.json").read_text())
     assert len(saved) == calibrate.KEEP
     assert "verify:a" in saved and "verify:f0" not in saved and f"verify:f{calibrate.KEEP + 9}" in saved
+
+
+def test_sessions_never_ratchet_the_curve_out_of_shape(tmp_path, monkeypatch):
+    """Many sessions, each measuring the same machine with noise: the stored
+    curve is always one session's own (scaled), never each size's luckiest
+    figure, so its ratio of 2 rows to 1 stays a ratio some session measured."""
+    import random
+
+    monkeypatch.setenv("LOCALSPEC_CALIBRATION_FILE", str(tmp_path / "calibration.json"))
+    rng = random.Random(0)
+    ratios = []
+    for _ in range(40):
+        one, two = 0.030 * rng.uniform(0.8, 1.2), 0.057 * rng.uniform(0.8, 1.2)
+        ratios.append(two / one)
+        calibrate.remember({"target": "verify:q"}, {1: one, 2: two}, {})
+    saved = json.loads((tmp_path / "calibration.json").read_text())["verify:q"]
+    assert any(abs(saved["2"] / saved["1"] - r) < 1e-9 for r in ratios)
+    assert 0.030 * 0.8 <= saved["1"] and saved["2"] / saved["1"] >= min(ratios)
 
 
 def priced_sizes(verify_s: dict, most: int) -> list[int]:
