@@ -207,34 +207,41 @@ def measure(target: Context, draft: Context | None, keys: dict[str, str], mtp=No
 
 
 def remember(keys: dict[str, str], verify_s: dict[int, float], draft_token_s: dict[str, float]) -> None:
-    """Store what a session measured (seconds per verify size), so the next
-    start begins from it: a calibration taken while the machine was busy does
-    not stick."""
+    """Store what a session measured (seconds per verify size, per drafted
+    token), so the next start begins from it: a calibration taken while the
+    machine was busy does not stick."""
     saved = _load()
     old = {int(n): s for n, s in saved.pop(keys["target"], {}).items()}
-    saved[keys["target"]] = {str(n): s for n, s in sorted(_less_disturbed(old, verify_s).items())}
+    session = _less_disturbed(verify_s, old)
+    keep, other = (verify_s, old) if session else (old, verify_s)
+    saved[keys["target"]] = {str(n): s for n, s in sorted(_whole(keep, other).items())}
     for name, s in draft_token_s.items():
         if name in keys:
             entry = saved.pop(keys[name], {})
-            saved[keys[name]] = {**entry, "1": min(s, entry.get("1", s))}
+            # From the same session as the curve kept: the planner weighs the
+            # two against each other, so they must share one machine's load.
+            saved[keys[name]] = {**entry, "1": s} if session or "1" not in entry else entry
     _save(saved)
 
 
-def _less_disturbed(a: dict[int, float], b: dict[int, float]) -> dict[int, float]:
-    """Of two verify curves, the one that prices one row lower, kept whole,
-    with the sizes only the other has scaled to it.
+def _less_disturbed(session: dict[int, float], stored: dict[int, float]) -> bool:
+    """Whether the session's curve is to be kept rather than the stored one:
+    it prices one row lower (other load only ever makes a step slower).
 
-    Other load only ever makes a step slower, so the cheaper curve is the less
-    disturbed. It is kept whole because its shape is what the planner weighs:
-    the least of each size across sessions mixes curves taken under other
-    loads and context lengths, and each size keeps its luckiest figure. That
-    ratchet priced one row on the Zen 4 at 0.021 s against a measured 0.030
-    while two rows kept 0.058: 2.7 single steps for 2 rows instead of 1.9,
-    so no short draft could ever pay.
+    Curves are kept whole, because their shape is what the planner weighs.
+    The least figure of each size across sessions mixes curves taken under
+    other loads and context lengths, and each size keeps its luckiest one:
+    that ratchet priced one row on the Zen 4 at 0.021 s against a measured
+    0.030-0.032 while two rows kept 0.058, 2.7 single steps where 1.7 were
+    measured, so no short draft could pay.
     """
-    if not a or not b:
-        return dict(a or b)
-    keep, other = (a, b) if a.get(1, float("inf")) <= b.get(1, float("inf")) else (b, a)
+    if not stored:
+        return True
+    return session.get(1, float("inf")) < stored.get(1, float("inf"))
+
+
+def _whole(keep: dict[int, float], other: dict[int, float]) -> dict[int, float]:
+    """`keep`, with the sizes only `other` has, scaled to it by their one-row costs."""
     scale = keep[1] / other[1] if 1 in keep and 1 in other else 1.0
     return {**{n: s * scale for n, s in other.items()}, **keep}
 

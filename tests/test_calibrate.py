@@ -18,9 +18,14 @@ def test_cache_keeps_the_least_disturbed_figure_and_the_newest_entries(tmp_path,
     saved = json.loads((tmp_path / "models" / "calibration.json").read_text())
     # A busy machine only makes steps slower: the curve that prices one row
     # lower stays, whole (2 rows stay 0.09, not the other session's 0.08), and
-    # a size only the other measured joins it at the kept curve's scale.
+    # a size only the other measured joins it at the kept curve's scale. The
+    # draft model's cost comes from the same session as the curve.
     assert saved["verify:a"] == pytest.approx({"1": 0.05, "2": 0.09, "4": 0.10})
-    assert saved["draft:b"] == {"1": 0.01}
+    assert saved["draft:b"] == {"1": 0.02}
+    calibrate.remember(keys, {1: 0.04, 2: 0.07}, {"draft": 0.03})
+    saved = json.loads((tmp_path / "models" / "calibration.json").read_text())
+    assert saved["verify:a"] == pytest.approx({"1": 0.04, "2": 0.07, "4": 0.08})
+    assert saved["draft:b"] == {"1": 0.03}
 
     # Every new file (a re-download, a test fixture) gets a key; old ones go.
     for i in range(calibrate.KEEP + 10):
