@@ -80,6 +80,11 @@ class NgramIndex:
         """A copy of the sequence the index currently describes."""
         return list(self._tokens)
 
+    @property
+    def sequence(self) -> list[int]:
+        """The sequence itself, not a copy, for reading only."""
+        return self._tokens
+
     def _sizes(self) -> range:
         return range(self.n_min, self.n_max + 1)
 
@@ -164,7 +169,12 @@ class NgramIndex:
 
     def lookup_with_n(self, k: int) -> tuple[list[int], int]:
         """`k` tokens predicted to follow the indexed sequence (none when no
-        suffix repeats), and the n of the match they come from (0 if none).
+        suffix repeats), and the n of the match they come from (0 if none)."""
+        draft, n, _ = self.lookup_match(k)
+        return draft, n
+
+    def lookup_match(self, k: int) -> tuple[list[int], int, int]:
+        """`lookup_with_n`, and where the match ends in the sequence (-1 if none).
 
         The longest suffix with an earlier occurrence wins. When that
         occurrence is so recent that its continuation runs into the current
@@ -176,7 +186,7 @@ class NgramIndex:
         toks = self._tokens
         end = len(toks) - 1
         if k <= 0 or end < 1:
-            return [], 0
+            return [], 0, -1
         for n in range(min(self.n_max, end), self.n_min - 1, -1):
             match_end = self._prev[n][end]
             if match_end < 0:
@@ -193,5 +203,5 @@ class NgramIndex:
                 # updates per token to tell from an 8-token one.
                 while n < MATCH_MAX and match_end - n >= 0 and toks[match_end - n] == toks[end - n]:
                     n += 1
-            return draft, n
-        return [], 0
+            return draft, n, match_end
+        return [], 0, -1

@@ -174,3 +174,22 @@ def test_qwen_pair_forced_tool_call_equals_plain(qwen_pair, method):
     assert plain.text.startswith('<tool_call>\n{"name": "write_file", "arguments": {')
     assert_lossless(plain, spec, TIE_MARGIN)
     assert spec.counters.drafted > 0, "nothing was drafted under the grammar: nothing was verified"
+
+
+RENAME_PROMPT = (
+    "Rename the function `tot` to `total_price` everywhere and return the whole code:\n\n```python\n"
+    "def tot(items):\n    return sum(i.price for i in items)\n\n\n"
+    "def report(items):\n    print('total', tot(items))\n    return tot(items)\n\n\n"
+    "def check(items):\n    assert tot(items) >= 0\n    return tot(items) > 100\n```"
+)
+
+
+@pytest.mark.qwen
+def test_qwen_pair_lookup_with_a_rename_equals_plain(qwen_pair):
+    """Lookup carries the reply's rename into its later copies (a changed
+    proposal, localspec/substitutions.py): the output is still plain decoding's."""
+    plain = generate(qwen_pair, "none", RENAME_PROMPT, 96)
+    spec = generate(qwen_pair, "lookup", RENAME_PROMPT, 96)
+    assert_lossless(plain, spec, TIE_MARGIN)
+    assert "total_price" in plain.text, plain.text
+    assert len(qwen_pair.lookup.substitutions) > 0, "the rename was not learned: the test checks nothing new"

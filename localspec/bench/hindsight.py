@@ -54,12 +54,12 @@ class Proposal(NamedTuple):
 def lookup_proposals(prompt: Sequence[int], text: Sequence[int], k_max: int = K_MAX) -> list[Proposal]:
     """The engine's lookup proposal at each position of `text` (context:
     prompt + text so far), scored against what follows."""
-    index = LookupDrafter().index  # the engine's own n-gram settings
+    drafter = LookupDrafter()  # the engine's own: n-gram settings and substitutions
     context = list(prompt)
     out = []
     for i in range(len(text)):
-        index.sync(context)
-        proposal, n = index.lookup_with_n(min(k_max, len(text) - i))
+        draft = drafter.propose(context, min(k_max, len(text) - i), None, None)
+        proposal, n = draft.tokens, draft.match_n
         out.append(Proposal(n, len(proposal), common_prefix_len(proposal, list(text[i : i + len(proposal)]))))
         context.append(text[i])
     return out

@@ -15,6 +15,7 @@ import numpy as np
 
 from localspec.drafters import EMPTY_DRAFT, Draft
 from localspec.ngram import NgramIndex
+from localspec.substitutions import SPAN_MAX, Substitutions, behind_match
 from localspec.verify import SamplingParams
 
 # n_min=2: a single shared token (")", " the", a newline) recurs everywhere,
@@ -59,6 +60,8 @@ class LookupDrafter:
     def __init__(self, n_min: int = DEFAULT_N_MIN, n_max: int = DEFAULT_N_MAX):
         self.index = NgramIndex(n_min=n_min, n_max=n_max)
         self.quoted = NgramIndex(n_min=n_min, n_max=n_max)  # text a reply may copy that the context lacks as tokens
+        self.substitutions = Substitutions()  # what the reply changes in what it copies (a rename)
+        self._seen = 0  # context tokens already checked against the substitutions
 
     def quote(self, sources: Sequence[Sequence[int]]) -> None:
         """Token sequences the reply may copy that are not in the context as
@@ -78,7 +81,16 @@ class LookupDrafter:
         stop_below: float = 0.0,
     ) -> Draft:
         self.index.sync(context)
-        tokens, match_n = self.index.lookup_with_n(k)
+        seq = self.index.sequence
+        self.substitutions.refute(seq[self._seen : len(seq)] if self._seen <= len(seq) else ())
+        self._seen = len(seq)
+        # Past the k asked for: a substitution may write fewer tokens than it replaces.
+        tokens, match_n, match_end = self.index.lookup_match(k + SPAN_MAX if k > 0 else 0)
+        if tokens:
+            found = behind_match(seq, match_end, match_n)
+            if found:
+                self.substitutions.learn(*found)
+            tokens = self.substitutions.apply(tokens)[:k]
         if len(self.quoted):
             # The context's own repeat wins unless the quoted text matches longer.
             quoted, quoted_n = self.quoted.continuation(context, k)
@@ -97,3 +109,5 @@ class LookupDrafter:
     def close(self) -> None:
         self.index.reset()
         self.quoted.reset()
+        self.substitutions.clear()
+        self._seen = 0
