@@ -82,7 +82,7 @@ class LookupDrafter:
     ) -> Draft:
         self.index.sync(context)
         seq = self.index.sequence
-        self.substitutions.refute(seq[self._seen : len(seq)] if self._seen <= len(seq) else ())
+        self.substitutions.refute(seq[self._seen :])  # empty after a rollback past it
         self._seen = len(seq)
         # Past the k asked for: a substitution may write fewer tokens than it replaces.
         tokens, match_n, match_end = self.index.lookup_match(k + SPAN_MAX if k > 0 else 0)
