@@ -85,6 +85,17 @@ def allowed_margin(row: np.ndarray, grammar: TokenMask) -> float:
     return float(row[two[0]] - row[two[1]]) if len(two) == 2 else float("inf")
 
 
+def _note_row(row: np.ndarray, grammar: TokenMask, margins: list | None, masks: list | None) -> np.ndarray | None:
+    """Append the row's allowed margin to `margins` and the grammar's mask to
+    `masks`, each only where asked; return the mask (None when not asked)."""
+    if margins is not None:
+        margins.append(allowed_margin(row, grammar))
+    if masks is None:
+        return None
+    masks.append(grammar.mask())
+    return masks[-1]
+
+
 def verify_constrained_greedy(
     rows: np.ndarray,
     draft_tokens: Sequence[int],
@@ -100,11 +111,9 @@ def verify_constrained_greedy(
     if rows.ndim != 2 or rows.shape[0] != k + 1:
         raise ValueError(f"need {k + 1} target rows for {k} draft tokens, got shape {rows.shape}")
     for i in range(k + 1):
-        if margins is not None:
-            margins.append(allowed_margin(rows[i], grammar))
-        if masks is not None:
-            masks.append(grammar.mask())
-            found = [int(np.argmax(np.where(masks[-1], rows[i], -np.inf)))] if masks[-1].any() else []
+        mask = _note_row(rows[i], grammar, margins, masks)
+        if mask is not None:  # the whole mask is at hand: no need to search the best tokens first
+            found = [int(np.argmax(np.where(mask, rows[i], -np.inf)))] if mask.any() else []
         else:
             found = best_allowed(rows[i], grammar)
         if not found:
@@ -152,10 +161,7 @@ def verify_constrained_sampled(
     if p.ndim != 2 or p.shape[0] != k + 1 or rows.shape != p.shape:
         raise ValueError(f"need {k + 1} target rows for {k} draft tokens, got shapes {p.shape}, {rows.shape}")
     for i in range(k + 1):
-        if margins is not None:
-            margins.append(allowed_margin(rows[i], grammar))
-        if masks is not None:
-            masks.append(grammar.mask())
+        _note_row(rows[i], grammar, margins, masks)
         x = draw_allowed(p[i], rows[i], sampling, grammar, rng)
         if x is None:
             return i, None
