@@ -34,29 +34,8 @@ import time
 import jsonschema
 from openai import OpenAI
 
-WEATHER = {"type": "function", "function": {"name": "get_weather", "description": "Get the current weather in a city",
-           "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}  # fmt: skip
-WRITE = {"type": "function", "function": {"name": "write_file", "description": "Write a file, replacing what it held",
-         "parameters": {"type": "object", "properties": {"path": {"type": "string"}, "content": {"type": "string"}},
-                        "required": ["path", "content"]}}}  # fmt: skip
-CODE = '''def area(w, h):
-    return w * h
+from localspec.bench.agent_requests import EDIT, SYSTEM, WEATHER, WRITE
 
-
-def perimeter(w, h):
-    return 2 * (w + h)
-
-
-def scale(shape, factor):
-    return {"w": shape["w"] * factor, "h": shape["h"] * factor}
-
-
-def describe(shape):
-    return f"{shape['w']} by {shape['h']}: area {area(shape['w'], shape['h'])}"
-'''
-SYSTEM = ("You are a helpful assistant with tools. Use get_weather for weather questions and write_file to save files. "
-          "Once a tool response is given, answer the user in plain words from it.")  # fmt: skip
-EDIT = f"Add type hints to every function in shapes.py and save the whole file with write_file.\n\nshapes.py:\n```python\n{CODE}```"
 CSV = """name,age,city,score,joined
 Ada Lovelace,36,London,91.5,2019-03-14
 Bo Andersen,29,Oslo,78,2020-11-02

@@ -9,21 +9,15 @@ import json
 
 import pytest
 
+from localspec.bench import agent_requests as agent
+from localspec.bench.agent_requests import WEATHER, WRITE
 from serving import Server, isolated_env, openai, serving
 
 pytestmark = [pytest.mark.qwen, pytest.mark.models]
 
 TARGET = "qwen2.5-coder-1.5b"
 DRAFT = "qwen2.5-coder-0.5b"
-WEATHER = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Get the current weather in a city",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
-    },
-}
-# An agent's system prompt: what to call, and what to do with a result.
+# The weather alone: what to call, and what to do with a result.
 SYSTEM = (
     "You are a helpful assistant with tools. Use get_weather for weather questions. "
     "Once a tool response is given, answer the user in plain words from it."
@@ -126,28 +120,7 @@ def test_a_call_cut_short_is_content_and_counted(qwen):
     assert qwen.metric("tool_calls_malformed_total") == before + 1
 
 
-WRITE = {"type": "function", "function": {"name": "write_file", "description": "Write a file, replacing what it held",
-         "parameters": {"type": "object", "properties": {"path": {"type": "string"}, "content": {"type": "string"}},
-                        "required": ["path", "content"]}}}  # fmt: skip
-SHAPES = '''def area(w, h):
-    return w * h
-
-
-def perimeter(w, h):
-    return 2 * (w + h)
-
-
-def scale(shape, factor):
-    return {"w": shape["w"] * factor, "h": shape["h"] * factor}
-
-
-def describe(shape):
-    return f"{shape['w']} by {shape['h']}: area {area(shape['w'], shape['h'])}"
-'''
-EDIT = [
-    {"role": "system", "content": SYSTEM.replace("get_weather for weather questions", "get_weather for weather questions and write_file to save files")},
-    {"role": "user", "content": f"Add type hints to every function in shapes.py and save the whole file with write_file.\n\nshapes.py:\n```python\n{SHAPES}```"},
-]  # fmt: skip
+EDIT = [{"role": "system", "content": agent.SYSTEM}, {"role": "user", "content": agent.EDIT}]
 # (the request of scripts/agent_request_speed.py's "edit call (auto)", docs/agent-requests/)
 
 
