@@ -14,8 +14,8 @@ the decode of the prompt's last token (which gives the reply's first token)
 to the reply's last token. localspec's rate is that already. llama-server's
 own `timings.predicted_per_second` is not: it leaves out the first token's
 decode (counted as prompt processing) and counts the end-of-generation
-token as generated, so on a 15-token reply it reads 16/15 decodes' worth
-where localspec reads 15/16, a 14% difference that is only bookkeeping. Its
+token as generated, so on a 15-token reply it reads 15 tokens over 15
+decodes where localspec reads 15 over 16, 7% that is only bookkeeping. Its
 rate here is (predicted_n, less the end token when the reply ended on one)
 over (prompt_ms + predicted_ms), with prompt_n = 1; its own figure is kept
 in results.json beside it.
