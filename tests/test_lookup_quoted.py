@@ -10,6 +10,7 @@ import json
 
 import pytest
 
+from localspec.bench.agent_requests import SHAPES
 from localspec.engine import load_engine
 from localspec.generate import GenerateOptions
 from localspec.grammar import schema_to_gbnf
@@ -18,17 +19,8 @@ from test_lossless import assert_lossless
 
 pytestmark = [pytest.mark.qwen, pytest.mark.models]
 
-CODE = '''def area(w, h):
-    return w * h
-
-
-def perimeter(w, h):
-    return 2 * (w + h)
-
-
-def scale(shape, factor):
-    return {"w": shape["w"] * factor, "h": shape["h"] * factor}
-'''
+# The agent benchmark's file, its first three functions.
+CODE = SHAPES[: SHAPES.index("\n\n\ndef describe")] + "\n"
 ASK = [{"role": "user", "content": f'Put this file in JSON, under the key "content", exactly as it is.\n\n{CODE}'}]
 FILE = {"type": "object", "properties": {"content": {"type": "string"}}, "required": ["content"], "additionalProperties": False}
 
