@@ -20,6 +20,20 @@ rate here is (predicted_n, less the end token when the reply ended on one)
 over (prompt_ms + predicted_ms), with prompt_n = 1; its own figure is kept
 in results.json beside it.
 
+Each llama-server setting is a process of its own, and processes loaded
+from the same file do not decode at the same speed: on an Intel Xeon, one
+of six plain llama-server processes ran 4% slower than the other five on
+every request of its life (why, not traced; on the same tokens llama.cpp's
+decode matched localspec's within 2%). Rotation cannot spread a process's
+luck, and the best of twelve settings picks the luckiest: on prompts where
+no setting drafted a token, "the best setting" was plain decoding plus
+luck. So every process, localspec's included, is also timed on a
+yardstick: single-row decodes after the same 128 tokens, where no drafter
+can run (see `yardstick_server`), three rounds over the run. The second
+table divides each setting's rate by its own process's plain decoding:
+the speedup drafting gives inside one process, which is what the engines'
+drafting is compared on.
+
     .venv/bin/python scripts/llama_server_compare.py --server /path/to/llama-server --out docs/llama-server
 
 Build llama-server from the vendored llama.cpp of the llama-cpp-python sdist
@@ -34,14 +48,16 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import random
 import socket
+import statistics
 import subprocess
 import time
 import urllib.request
 from pathlib import Path
 
-from localspec.bench.modes import BY_NAME
-from localspec.bench.prompts import Prompt, parse_categories, select
+from localspec.bench.modes import BY_NAME, apply
+from localspec.bench.prompts import Prompt, all_prompts, parse_categories, select
 from localspec.bench.runner import prime, rotated, run_once
 from localspec.engine import load_engine
 from localspec.generate import GenerateOptions
@@ -50,6 +66,43 @@ from localspec.resolve import ensure_local, resolve_model
 
 
 WARM_UP = Prompt(id="warm-up", category="warm-up", text="Write a short poem about the sea.")
+YARDSTICK_DECODES = 16  # single-row decodes timed per process and round
+
+
+def yardstick_prompt(vocabulary: list[int]) -> list[int]:
+    """128 tokens drawn (fixed seed) from the bench prompts' vocabulary: a
+    context for timing single-row decodes, the same in every process."""
+    return random.Random(26).sample(vocabulary, 128)
+
+
+def yardstick_server(port: int, tokens: list[int]) -> float:
+    """Single-row decodes per second in one llama-server process.
+
+    Two tokens per request: the first comes from the prompt's last token
+    (counted as prompt processing, where llama-server also does per-request
+    work), the second from one decode, timed alone as `predicted_ms`. With one
+    token left to predict llama-server drafts nothing (its draft is at most
+    the tokens left less one), whatever its drafter, so this is plain decoding
+    in every setting's process."""
+    body = {"prompt": tokens, "temperature": 0, "cache_prompt": True, "n_predict": 2}
+    post(port, body, "/completion")  # the prompt into the cache
+    ms = []
+    for _ in range(YARDSTICK_DECODES):
+        t = post(port, body, "/completion")["timings"]
+        if t["prompt_n"] != 1 or t["predicted_n"] != 2 or t.get("draft_n", 0):
+            raise SystemExit(f"the yardstick was not one plain decode after a cached prompt: {t}")
+        ms.append(t["predicted_ms"])
+    return 1000 / statistics.median(ms)
+
+
+def yardstick_localspec(engine, tokens: list[int]) -> float:
+    """The same in localspec's process: its second step, decode and all."""
+    apply(engine, BY_NAME["plain"])
+    seconds = []
+    for _ in range(YARDSTICK_DECODES):
+        steps = list(engine.generate(list(tokens), GenerateOptions(max_tokens=2)))
+        seconds.append(steps[1].wall_s)
+    return 1 / statistics.median(seconds)
 
 
 def server_settings(lengths: list[int]) -> dict[str, list[str]]:
@@ -70,8 +123,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def post(port: int, body: dict) -> dict:
-    req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/chat/completions", json.dumps(body).encode(),
+def post(port: int, body: dict, path: str = "/v1/chat/completions") -> dict:
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", json.dumps(body).encode(),
                                  {"Content-Type": "application/json"})  # fmt: skip
     with urllib.request.urlopen(req, timeout=600) as r:
         return json.load(r)
@@ -117,6 +170,19 @@ def main() -> None:
     options = GenerateOptions(max_tokens=args.max_tokens)
     prompts = select(parse_categories(args.categories), args.per_category)
     records = []
+    tokenize = engine.target.tokenize
+    vocabulary = sorted({t for p in all_prompts() for t in tokenize(p.text, add_special=False, parse_special=False)})
+    yard_tokens = yardstick_prompt(vocabulary)
+    yardsticks: dict[str, list[float]] = {"localspec": []} | {name: [] for name in servers}
+    # Three times over the run: before the first timed prompt, halfway, and after the last.
+    yard_at = {1, 1 + len(prompts) // 2}
+
+    def measure_yardsticks() -> None:
+        yardsticks["localspec"].append(yardstick_localspec(engine, yard_tokens))
+        for name, (_, port) in servers.items():
+            yardsticks[name].append(yardstick_server(port, yard_tokens))
+        print("yardstick: " + ", ".join(f"{k} {v[-1]:.2f}" for k, v in yardsticks.items()), flush=True)
+
     try:
         # A warm-up pass over every setting, not recorded: a context's first
         # decodes are not what a running server sees. Its prompt is none of the
@@ -124,7 +190,9 @@ def main() -> None:
         # for the server's life), so a timed prompt seen before is drafted from
         # the earlier reply (the first run of this script warmed up on its first
         # prompt, and ngram-mod drafted that reply whole: 115 of 115 accepted).
-        for i, prompt, keep in [(0, WARM_UP, False)] + [(i, p, True) for i, p in enumerate(prompts)]:
+        for n, (i, prompt, keep) in enumerate([(0, WARM_UP, False)] + [(i, p, True) for i, p in enumerate(prompts)]):
+            if n in yard_at:
+                measure_yardsticks()
             messages = [{"role": "user", "content": prompt.text}]
             body = {"messages": messages, "max_tokens": args.max_tokens, "temperature": 0, "cache_prompt": True}
             prime(engine, prompt, args.max_tokens)
@@ -145,13 +213,14 @@ def main() -> None:
                                     "tokens_per_s": tps, "drafted": drafted, "accepted": accepted, "text": text}
                                    | ({} if setting.startswith("localspec ") else {"timings": reply["timings"]}))  # fmt: skip
                 print(f"{prompt.id} {setting}: {tps:.1f} tok/s{'' if keep else ' (warm-up)'}", flush=True)
+        measure_yardsticks()
     finally:
         for proc, _ in servers.values():
             proc.terminate()
         for proc, _ in servers.values():
             proc.wait()
         engine.close()
-    write(args, settings, prompts, records)
+    write(args, settings, prompts, records, yardsticks)
 
 
 def reply_rate(reply: dict) -> float:
@@ -170,14 +239,39 @@ def geomean(xs) -> float:
     return math.exp(sum(math.log(x) for x in xs) / len(xs))
 
 
-def write(args, settings: list[str], prompts, records: list[dict]) -> None:
+def process_of(setting: str) -> str:
+    return "localspec" if setting.startswith("localspec ") else setting
+
+
+def write(args, settings: list[str], prompts, records: list[dict], yardsticks: dict[str, list[float]]) -> None:
     def rate(pid: str, setting: str) -> float:
         return next(r["tokens_per_s"] for r in records if r["prompt_id"] == pid and r["setting"] == setting)
 
     categories = list(dict.fromkeys(p.category for p in prompts))
     groups = {c: [p.id for p in prompts if p.category == c] for c in categories} | {"overall": [p.id for p in prompts]}
+    servers = [s for s in settings if not s.startswith("localspec")]
     ratio = {(g, s): geomean(rate(p, s) / rate(p, "localspec plain") for p in ids)
              for g, ids in groups.items() for s in settings}  # fmt: skip
+    yard = {k: statistics.median(v) for k, v in yardsticks.items()}
+    # A setting's own plain decoding on a prompt: the plain run of its engine,
+    # scaled by how its process decodes against that plain run's process.
+    reference = {s: ("localspec plain" if s.startswith("localspec ") else "llama-server plain") for s in settings}
+    inside = {(g, s): geomean(rate(p, s) / rate(p, reference[s])
+                              * yard[process_of(reference[s])] / yard[process_of(s)] for p in ids)
+              for g, ids in groups.items() for s in settings}  # fmt: skip
+
+    def table(values: dict) -> list[str]:
+        out = ["| setting | " + " | ".join(groups) + " |", "|---|" + "---|" * len(groups)]
+        best = {g: max(servers, key=lambda s: values[(g, s)]) for g in groups}
+        for s in settings:
+            cells = [(f"**{values[(g, s)]:.2f}x**" if best[g] == s else f"{values[(g, s)]:.2f}x") for g in groups]
+            out.append(f"| {s} | " + " | ".join(cells) + " |")
+        return out
+
+    def drafted(g: str, s: str) -> str:
+        rs = [r for r in records if r["setting"] == s and r["prompt_id"] in groups[g]]
+        return f"{sum(r['drafted'] for r in rs)} ({sum(r['accepted'] for r in rs)})"
+
     lines = [
         "# localspec beside llama-server",
         "",
@@ -188,21 +282,39 @@ def write(args, settings: list[str], prompts, records: list[dict]) -> None:
         "Both engines timed alike: the tokens a reply shows over the time from the prompt's last token to the "
         "reply's last (the script's docstring says why llama-server's own `predicted_per_second` is not that).",
         "",
-        "| setting | " + " | ".join(groups) + " |",
-        "|---|" + "---|" * len(groups),
+        *table(ratio),
     ]
-    best = {g: max((s for s in settings if not s.startswith("localspec")), key=lambda s: ratio[(g, s)]) for g in groups}
-    for s in settings:
-        cells = [(f"**{ratio[(g, s)]:.2f}x**" if best[g] == s else f"{ratio[(g, s)]:.2f}x") for g in groups]
-        lines.append(f"| {s} | " + " | ".join(cells) + " |")
     plain_tps = geomean(rate(p, "localspec plain") for p in groups["overall"])
     lines += ["", f"localspec plain: {plain_tps:.1f} tok/s (geometric mean over prompts)."]
     own = {g: geomean(r["timings"]["predicted_per_second"] / r["tokens_per_s"] for r in records
                       if r["setting"] == "llama-server plain" and r["prompt_id"] in ids) for g, ids in groups.items()}  # fmt: skip
     lines += ["", "llama-server plain's own `predicted_per_second` against its rate above (geometric mean): "
               + ", ".join(f"{g} {x:.2f}x" for g, x in own.items()) + "."]  # fmt: skip
+    server_yards = [yard[s] for s in servers if s in yard]
+    lines += [
+        "",
+        "## Inside each process",
+        "",
+        f"Single-row decodes per second on the yardstick (after 128 shuffled tokens; median of "
+        f"{YARDSTICK_DECODES} per round, median of {len(yardsticks['localspec'])} rounds): localspec "
+        f"{yard['localspec']:.2f}, llama-server plain "
+        f"{yard['llama-server plain']:.2f} ({yard['llama-server plain'] / yard['localspec']:.2f}x), the "
+        f"{len(server_yards)} llama-server processes {min(server_yards):.2f}-{max(server_yards):.2f} "
+        f"({max(server_yards) / min(server_yards) - 1:.0%} apart). Each setting as a multiple of its own "
+        "process's plain decoding (its engine's plain run on the prompt, scaled by the two processes' "
+        "yardsticks): the speedup drafting gives, with the process's luck taken out.",
+        "",
+        *table(inside),
+        "",
+        "Tokens drafted (kept), summed over the category's prompts:",
+        "",
+        "| setting | " + " | ".join(groups) + " |",
+        "|---|" + "---|" * len(groups),
+        *(f"| {s} | " + " | ".join(drafted(g, s) for g in groups) + " |" for s in settings if s != "localspec plain"),
+    ]
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "results.json").write_text(json.dumps({"settings": settings, "records": records}))
+    results = {"settings": settings, "records": records, "yardsticks": yardsticks}
+    (args.out / "results.json").write_text(json.dumps(results))
     (args.out / "llama-server.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
