@@ -25,7 +25,7 @@ from the same file do not decode at the same speed: on an Intel Xeon, one
 of six plain llama-server processes ran 4% slower than the other five on
 every request of its life (why, not traced; on the same tokens llama.cpp's
 decode matched localspec's within 2%). Rotation cannot spread a process's
-luck, and the best of twelve settings picks the luckiest: on prompts where
+luck, and the best of ten settings picks the luckiest: on prompts where
 no setting drafted a token, "the best setting" was plain decoding plus
 luck. So every process, localspec's included, is also timed on a
 yardstick: single-row decodes after the same 128 tokens, where no drafter
@@ -253,11 +253,16 @@ def write(args, settings: list[str], prompts, records: list[dict], yardsticks: d
     ratio = {(g, s): geomean(rate(p, s) / rate(p, "localspec plain") for p in ids)
              for g, ids in groups.items() for s in settings}  # fmt: skip
     yard = {k: statistics.median(v) for k, v in yardsticks.items()}
+
+    def relative(a: str, b: str) -> float:
+        """Process a's plain decoding against process b's, round by round (the machine drifts between rounds)."""
+        return statistics.median(x / y for x, y in zip(yardsticks[a], yardsticks[b]))
+
     # A setting's own plain decoding on a prompt: the plain run of its engine,
     # scaled by how its process decodes against that plain run's process.
     reference = {s: ("localspec plain" if s.startswith("localspec ") else "llama-server plain") for s in settings}
-    inside = {(g, s): geomean(rate(p, s) / rate(p, reference[s])
-                              * yard[process_of(reference[s])] / yard[process_of(s)] for p in ids)
+    inside = {(g, s): geomean(rate(p, s) / rate(p, reference[s]) / relative(process_of(s), process_of(reference[s]))
+                              for p in ids)
               for g, ids in groups.items() for s in settings}  # fmt: skip
 
     def table(values: dict) -> list[str]:
@@ -298,9 +303,9 @@ def write(args, settings: list[str], prompts, records: list[dict], yardsticks: d
         f"Single-row decodes per second on the yardstick (after 128 shuffled tokens; median of "
         f"{YARDSTICK_DECODES} per round, median of {len(yardsticks['localspec'])} rounds): localspec "
         f"{yard['localspec']:.2f}, llama-server plain "
-        f"{yard['llama-server plain']:.2f} ({yard['llama-server plain'] / yard['localspec']:.2f}x), the "
-        f"{len(server_yards)} llama-server processes {min(server_yards):.2f}-{max(server_yards):.2f} "
-        f"({max(server_yards) / min(server_yards) - 1:.0%} apart). Each setting as a multiple of its own "
+        f"{yard['llama-server plain']:.2f} ({relative('llama-server plain', 'localspec'):.2f}x, round by round), "
+        f"the {len(server_yards)} llama-server processes {min(server_yards):.2f}-{max(server_yards):.2f}. "
+        "Each setting as a multiple of its own "
         "process's plain decoding (its engine's plain run on the prompt, scaled by the two processes' "
         "yardsticks): the speedup drafting gives, with the process's luck taken out.",
         "",
