@@ -250,7 +250,8 @@ def write(args, settings: list[str], prompts, records: list[dict], yardsticks: d
 
     categories = list(dict.fromkeys(p.category for p in prompts))
     groups = {c: [p.id for p in prompts if p.category == c] for c in categories} | {"overall": [p.id for p in prompts]}
-    servers = [s for s in settings if not s.startswith("localspec")]
+    servers = [s for s in settings if process_of(s) != "localspec"]
+    header = ["| setting | " + " | ".join(groups) + " |", "|---|" + "---|" * len(groups)]
     ratio = {(g, s): geomean(rate(p, s) / rate(p, "localspec plain") for p in ids)
              for g, ids in groups.items() for s in settings}  # fmt: skip
     yard = {k: statistics.median(v) for k, v in yardsticks.items()}
@@ -261,13 +262,13 @@ def write(args, settings: list[str], prompts, records: list[dict], yardsticks: d
 
     # A setting's own plain decoding on a prompt: the plain run of its engine,
     # scaled by how its process decodes against that plain run's process.
-    reference = {s: ("localspec plain" if s.startswith("localspec ") else "llama-server plain") for s in settings}
+    reference = {s: ("localspec plain" if process_of(s) == "localspec" else "llama-server plain") for s in settings}
     inside = {(g, s): geomean(rate(p, s) / rate(p, reference[s]) / relative(process_of(s), process_of(reference[s]))
                               for p in ids)
               for g, ids in groups.items() for s in settings}  # fmt: skip
 
     def table(values: dict) -> list[str]:
-        out = ["| setting | " + " | ".join(groups) + " |", "|---|" + "---|" * len(groups)]
+        out = list(header)
         best = {g: max(servers, key=lambda s: values[(g, s)]) for g in groups}
         for s in settings:
             cells = [(f"**{values[(g, s)]:.2f}x**" if best[g] == s else f"{values[(g, s)]:.2f}x") for g in groups]
@@ -296,7 +297,7 @@ def write(args, settings: list[str], prompts, records: list[dict], yardsticks: d
                       if r["setting"] == "llama-server plain" and r["prompt_id"] in ids) for g, ids in groups.items()}  # fmt: skip
     lines += ["", "llama-server plain's own `predicted_per_second` against its rate above (geometric mean): "
               + ", ".join(f"{g} {x:.2f}x" for g, x in own.items()) + "."]  # fmt: skip
-    server_yards = [yard[s] for s in servers if s in yard]
+    server_yards = [yard[s] for s in servers]
     lines += [
         "",
         "## Inside each process",
@@ -314,8 +315,7 @@ def write(args, settings: list[str], prompts, records: list[dict], yardsticks: d
         "",
         "Tokens drafted (kept), summed over the category's prompts:",
         "",
-        "| setting | " + " | ".join(groups) + " |",
-        "|---|" + "---|" * len(groups),
+        *header,
         *(f"| {s} | " + " | ".join(drafted(g, s) for g in groups) + " |" for s in settings if s != "localspec plain"),
     ]
     args.out.mkdir(parents=True, exist_ok=True)
