@@ -23,6 +23,17 @@ NAMES = ["get_weather", "search"]
 PARIS = '{"city": "Paris"}'
 CALL = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>'
 
+XML = "<tool_call>\n<function=get_weather>\n<parameter=city>\nParis\n</parameter>\n</function>\n</tool_call>"
+XML_SEARCH = ("<tool_call>\n<function=search>\n<parameter=q>\n42\n</parameter>\n<parameter=limit>\n5\n</parameter>\n"
+              '<parameter=filters>\n{"site": ["a.org"]}\n</parameter>\n<parameter=exact>\ntrue\n</parameter>\n</function>\n</tool_call>')
+XML_SEARCH_ARGS = '{"q": "42", "limit": 5, "filters": {"site": ["a.org"]}, "exact": true}'
+XML_PARAMETERS = {
+    "get_weather": {"type": "object", "properties": {"city": {"type": "string"}}},
+    "search": {"type": "object", "$defs": {"flag": {"type": "boolean"}}, "properties": {
+        "q": {"type": "string"}, "limit": {"type": "integer"}, "filters": {"type": "object"},
+        "exact": {"$ref": "#/$defs/flag"}}},
+}  # fmt: skip
+
 # (family, reply, content, [(name, arguments)], malformed)
 CASES = [
     ("hermes", CALL, None, [("get_weather", PARIS)], 0),
@@ -48,7 +59,7 @@ CASES = [
     ("hermes", '<tool_call>\n{"name": "get_weather", "arguments": [1]}\n</tool_call>\nsorry',
      '<tool_call>\n{"name": "get_weather", "arguments": [1]}\n</tool_call>\nsorry', [], 1),
     ("hermes", '<tool_call>\n{"name": "get_weather", "argu', '<tool_call>\n{"name": "get_weather", "argu', [], 1),
-    ("hermes", "<tool_call>\n<function=get_weather>", "<tool_call>\n<function=get_weather>", [], 1),
+    ("hermes", "<tool_call>\n<function=get_weather>", "<tool_call>\n<function=get_weather>", [], 1),  # (XML is qwen3-coder's)
     ("llama3", '{"name": "get_weather", "parameters": {"city": "Paris"}}', None, [("get_weather", PARIS)], 0),
     ("llama3", '{"type": "function", "name": "search", "parameters": {"q": "x"}}', None, [("search", '{"q": "x"}')], 0),
     ("llama3", '<|python_tag|>{"name": "get_weather", "parameters": {"city": "Paris"}}', None, [("get_weather", PARIS)], 0),
@@ -62,11 +73,27 @@ CASES = [
     ("mistral", '[TOOL_CALLS]get_weather[ARGS]{"city": "Paris"}', None, [("get_weather", PARIS)], 0),
     ("mistral", '[TOOL_CALLS]get_weather{"city": "Paris"}', '[TOOL_CALLS]get_weather{"city": "Paris"}', [], 1),
     ("mistral", "[TOOL_CALLS][not json", "[TOOL_CALLS][not json", [], 1),
+    # Qwen3-Coder's XML: a string's value is its text, anything else JSON, by the schema (XML_PARAMETERS).
+    ("qwen3-coder", "I will look.\n" + XML, "I will look.", [("get_weather", PARIS)], 0),
+    ("qwen3-coder", XML.replace("Paris", "1 + 1 < 3\n</parameter> is text"),
+     None, [("get_weather", '{"city": "1 + 1 < 3\\n</parameter> is text"}')], 0),
+    ("qwen3-coder", XML_SEARCH, None, [("search", '{"q": "42", "limit": 5, "filters": {"site": ["a.org"]}, "exact": true}')], 0),
+    ("qwen3-coder", XML + "\n" + XML_SEARCH, None, [("get_weather", PARIS), ("search", XML_SEARCH_ARGS)], 0),
+    # One line each, or with no <tool_call> before the call (Qwen3-Coder does both now and then).
+    ("qwen3-coder", "<tool_call><function=get_weather><parameter=city>Paris</parameter></function></tool_call>",
+     None, [("get_weather", PARIS)], 0),
+    ("qwen3-coder", "<function=get_weather>\n<parameter=city>\nParis\n</parameter>\n</function>\n</tool_call>",
+     None, [("get_weather", PARIS)], 0),
+    ("qwen3-coder", "#include <functional>\n<function=main>", "#include <functional>\n<function=main>", [], 0),
+    ("qwen3-coder", XML_SEARCH.replace("\n5\n", "\nfive\n"), XML_SEARCH.replace("\n5\n", "\nfive\n"), [], 1),
+    ("qwen3-coder", XML.replace("get_weather", "launch_rockets") + " done", XML.replace("get_weather", "launch_rockets") + " done", [], 1),
+    ("qwen3-coder", "<tool_call>\n<function=get_weather>\n<parameter=city>\nPar", "<tool_call>\n<function=get_weather>\n<parameter=city>\nPar", [], 1),
+    ("qwen3-coder", "<tool_call>\n<function=get_weather>\nParis\n</function>", "<tool_call>\n<function=get_weather>\nParis\n</function>", [], 1),
 ]  # fmt: skip
 
 
 def read(family: str, text: str, step: int | None, names=NAMES, **kw) -> tuple[ToolStream, list[dict]]:
-    ts = ToolStream(FAMILIES[family], names, **kw)
+    ts = ToolStream(FAMILIES[family], names, parameters=XML_PARAMETERS, **kw)
     deltas: list[dict] = []
     for i in range(0, len(text), step or len(text) or 1):
         deltas += ts.push(text[i : i + (step or len(text))])
@@ -130,6 +157,8 @@ def template(name: str) -> str:
         ("mistralai-Mistral-Nemo-Instruct-2407.jinja", "mistral", True),
         ("Mistral-Small-3.2-24B-Instruct-2506.jinja", "mistral", True),
         ("Qwen-Qwen3-0.6B.jinja", "hermes", False),  # it writes a string's text as it is
+        ("Qwen3-Coder.jinja", "qwen3-coder", True),  # each argument as <parameter=key>
+        ("Qwen3.5-4B.jinja", "qwen3-coder", True),
     ],
 )
 def test_template_probe(name, family, object_arguments):
@@ -169,6 +198,8 @@ def render(name: str, request: dict) -> str:
          '{"name": "get_weather", "parameters": {"city": "Paris"}}'),
         ("mistralai-Mistral-Nemo-Instruct-2407.jinja", "mistral", "a1b2c3d4e",
          '[TOOL_CALLS][{"name": "get_weather", "arguments": {"city": "Paris"}, "id": "a1b2c3d4e"}]'),
+        ("Qwen3-Coder.jinja", "qwen3-coder", "call_abc", XML),
+        ("Qwen3.5-4B.jinja", "qwen3-coder", "call_abc", XML),
     ],
 )  # fmt: skip
 def test_history_renders_in_the_models_own_format(name, family, call_id, written):
@@ -214,7 +245,7 @@ def test_bad_tool_requests(request_, param, words):
 
 @pytest.mark.parametrize(
     "name, words",
-    [("google-gemma-2-2b-it.jinja", "no tool support"), ("Qwen3-Coder.jinja", "format localspec does not read")],
+    [("google-gemma-2-2b-it.jinja", "no tool support"), ("meetkai-functionary-medium-v3.2.jinja", "format localspec does not read")],
 )
 def test_templates_that_cannot_serve_tools(name, words):
     tt = TemplateTools.probe("their-model", template(name))
@@ -227,6 +258,7 @@ def test_templates_that_cannot_serve_tools(name, words):
 # --- forcing calls -------------------------------------------------------------
 
 TIME = {"type": "function", "function": {"name": "get_time", "parameters": {"type": "object", "properties": {}}}}
+XML_TIME = "<tool_call>\n<function=get_time>\n</function>\n</tool_call>"
 
 
 def accepts(grammar: Grammar | LazyGrammar, model: Model, text: str) -> bool:
@@ -249,6 +281,7 @@ def accepts(grammar: Grammar | LazyGrammar, model: Model, text: str) -> bool:
          '[TOOL_CALLS][{"name": "get_date", "arguments": {}}]'),
         ("mistral-args", '[TOOL_CALLS]get_weather[ARGS]{"city": "Paris"}[TOOL_CALLS]get_time[ARGS]{}',
          '[TOOL_CALLS]get_weather[ARGS]{"town": "Paris"}'),
+        ("qwen3-coder", XML + "\n" + XML_TIME, XML.replace("city", "town")),
     ],
 )  # fmt: skip
 def test_forcing_grammar_takes_calls_and_only_calls(smollm2_path, style, good, bad):
@@ -266,7 +299,7 @@ def test_forcing_grammar_takes_calls_and_only_calls(smollm2_path, style, good, b
         expected = ["get_weather"] if style == "llama3" else ["get_weather", "get_time"]  # (one call a turn)
         assert [c.name for c in ts.calls] == expected and not ts.malformed
         one = Grammar(model, force_calls(style, [WEATHER, TIME], 1))
-        first = good.split("\n<tool_call>")[0] if style == "hermes" else None
+        first = good.split("\n<tool_call>")[0] if style in ("hermes", "qwen3-coder") else None
         if style == "mistral-args":
             first = good.split("[TOOL_CALLS]get_time")[0]
         if first:
@@ -277,6 +310,52 @@ def test_forcing_grammar_takes_calls_and_only_calls(smollm2_path, style, good, b
         model.close()
 
 
+EDIT = {"type": "function", "function": {"name": "edit", "parameters": {
+    "type": "object", "required": ["path", "line"], "properties": {
+        "path": {"type": "string"}, "line": {"type": "integer"}, "text": {"type": ["string", "null"]},
+        "opts": {"type": "object", "properties": {"dry": {"type": "boolean"}}, "required": ["dry"]}}}}}  # fmt: skip
+
+
+def xml_edit(*params: tuple[str, str]) -> str:
+    body = "".join(f"<parameter={k}>\n{v}\n</parameter>\n" for k, v in params)
+    return f"<tool_call>\n<function=edit>\n{body}</function>\n</tool_call>"
+
+
+CODE = 'if a </parameter> b:\n    print("<parameter=x>")'
+
+
+@pytest.mark.parametrize(
+    "text, ok",
+    [
+        (xml_edit(("path", "a.py"), ("line", "3")), True),
+        (xml_edit(("line", "3"), ("path", "a.py"), ("text", CODE), ("opts", '{"dry": true}')), True),  # any order
+        (xml_edit(("path", "a.py"), ("line", "three")), False),  # an integer is JSON
+        (xml_edit(("path", "a.py"), ("line", "3"), ("opts", '{"dry": 1}')), False),  # and so is an object, by its schema
+        (xml_edit(("path", "a.py")), False),  # a required parameter left out
+        (xml_edit(("path", "a.py"), ("line", "3"), ("text", "a\n</parameter>\nb")), False),  # its close inside a value
+    ],
+)  # fmt: skip
+def test_xml_values_follow_each_parameters_schema(smollm2_path, text, ok):
+    """Qwen3-Coder's calls under llama.cpp's grammar: a string parameter is any
+    text short of its closing line, every other value JSON by its schema; and
+    what the grammar lets through reads back to the same arguments."""
+    model = Model(smollm2_path)
+    try:
+        grammar = Grammar(model, force_calls("qwen3-coder", [EDIT], None))
+        assert accepts(grammar, model, text) == ok
+        grammar.close()
+    finally:
+        model.close()
+    if ok:
+        ts = ToolStream(FAMILIES["qwen3-coder"], ["edit"], parameters={"edit": EDIT["function"]["parameters"]})
+        ts.push(text)
+        ts.finish()
+        (call,) = ts.calls
+        args = json.loads(call.arguments)
+        assert args["path"] == "a.py" and args["line"] == 3 and args.get("text", CODE) == CODE
+        assert args.get("opts", {"dry": True}) == {"dry": True}
+
+
 @pytest.mark.parametrize(
     "style, held, free",
     [
@@ -285,6 +364,8 @@ def test_forcing_grammar_takes_calls_and_only_calls(smollm2_path, style, good, b
         ("hermes", '```json\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n```', []),
         ("llama3", '{"name": "get_weather", "parameters": {"city": "Paris"}}', ["Just words."]),
         ("mistral", 'Let me see. [TOOL_CALLS][{"name": "get_time", "arguments": {}}]', ["No [TOOL CALLS] here."]),
+        ("qwen3-coder", "I will look.\n" + XML + "\n" + XML_TIME, ["#include <functional>\n<function=main>"]),
+        ("qwen3-coder", XML.removeprefix("<tool_call>\n"), []),
     ],
 )  # fmt: skip
 def test_under_auto_calls_are_held_once_begun_and_the_rest_is_free(smollm2_path, style, held, free):
@@ -296,7 +377,7 @@ def test_under_auto_calls_are_held_once_begun_and_the_rest_is_free(smollm2_path,
         for text in free:
             assert accepts(grammar, model, text) and not grammar.held
         # Once held, a call names a tool and its arguments follow its schema.
-        bad = held.replace('"Paris"', "7") if "Paris" in held else held.replace("get_time", "get_date")
+        bad = held.replace('"Paris"', "7") if '"Paris"' in held else held.replace("get_time", "get_date").replace("city", "town")
         assert not accepts(grammar, model, bad)
         grammar.close()
     finally:

@@ -14,16 +14,22 @@ tools fit in one grammar, and the family's wrapper is put around them:
     llama3         {"name": "f", "parameters": ARGS} (its templates take one call a turn)
     mistral        [TOOL_CALLS][{"name": "f", "arguments": ARGS}, ...]
     mistral-args   [TOOL_CALLS]f[ARGS]ARGS (one per call; Small 3.2, Devstral)
+    qwen3-coder    <tool_call>\n<function=f>\n<parameter=k>\nVALUE\n</parameter>\n...</function>\n</tool_call>
+                   (one per call): a string VALUE is any text without "\n</parameter>\n",
+                   any other is JSON by the parameter's schema; required parameters
+                   in any order, then optional ones (as llama.cpp's grammar for it)
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from typing import Sequence
 
 from localspec.errors import LocalspecError
 from localspec.grammar import schema_to_gbnf
+from localspec.server.schematypes import value_types
 
 
 class SchemaError(LocalspecError):
@@ -92,6 +98,8 @@ def _arguments(tools: Sequence[dict]) -> list[str]:
 def force_calls(style: str, tools: Sequence[dict], max_calls: int | None) -> str:
     """GBNF for one call (max_calls 1) or one or more, of `tools` (OpenAI's
     tool objects, already checked), in `style` (a key of _FRAMES)."""
+    if style == "qwen3-coder":
+        return _xml_calls(tools, max_calls, lazy=False)
     parts = _arguments(tools)
     alternatives = [_call(style, tool["function"]["name"], f"t{i}-root") for i, tool in enumerate(tools)]
     opening, between, closing, single = _FRAMES[style]
@@ -116,6 +124,11 @@ def lazy_calls(style: str, tools: Sequence[dict], max_calls: int | None) -> tupl
     is read back as before."""
     if style.startswith("mistral"):
         return force_calls(style, tools, max_calls), re.escape("[TOOL_CALLS]")
+    if style == "qwen3-coder":
+        # Held from <tool_call>, or from a declared function's full opener when
+        # the model leaves the tag out (localspec/server/toolparse.py).
+        names = "|".join(re.escape(tool["function"]["name"]) for tool in tools)
+        return _xml_calls(tools, max_calls, lazy=True), f"<tool_call>|<function=(?:{names})>"
     parts = _arguments(tools)
     names = [tool["function"]["name"] for tool in tools]
     bodies = [
@@ -162,3 +175,92 @@ def _body(key: str, name: str, args: str) -> str:
     """A call's JSON object, its arguments under `key` the rule `args`."""
     head = '{"name": ' + json.dumps(name) + ', "' + key + '": '
     return f"{_literal(head)} {args} {_literal('}')}"
+
+
+def _xml_calls(tools: Sequence[dict], max_calls: int | None, lazy: bool) -> str:
+    """Qwen3-Coder's XML calls of `tools`; `lazy`: the first call's <tool_call> may be missing."""
+    rules = [*_excluding("xml-text", _XML_CLOSE), r"ws ::= [ \t\n]{0,20}"]
+    functions = []
+    for i, tool in enumerate(tools):
+        fn = tool["function"]
+        schema = fn.get("parameters") or {"type": "object"}
+        properties = schema.get("properties") if isinstance(schema.get("properties"), dict) else {}
+        required, optional = [], []
+        for j, (key, prop) in enumerate(properties.items()):
+            rule = f"f{i}-a{j}"
+            types = value_types(prop, schema)
+            if "string" in types:
+                # (A value that may be a string or not: any text will do, read as JSON where it parses.)
+                value = "xml-text"
+            else:
+                value = f"f{i}-a{j}-root"
+                rules.append(_json_value(prop, schema, f"f{i}-a{j}-", i, fn["name"], key))
+            rules.append(f"{rule} ::= {_literal(f'<parameter={key}>' + chr(10))} {value} {_literal(_XML_CLOSE)}")
+            (required if key in (schema.get("required") or []) else optional).append(rule)
+        args = _in_any_order(required)
+        if optional:
+            args.append(f"({' | '.join(optional)})*")
+        opener = _literal(f"<function={fn['name']}>\n")
+        rules.append(f"f{i} ::= {' '.join([opener, *args, _literal('</function>' + chr(10))])}")
+        functions.append(f"f{i}")
+    tag = _literal("<tool_call>\n")
+    rules.append(f"call ::= ({' | '.join(functions)}) {_literal('</tool_call>')} ws")
+    first = f"{tag}? call" if lazy else f"{tag} call"
+    root = first if max_calls == 1 else f"{first} ({tag} call)*"
+    return "\n".join([f"root ::= {root}", *rules]) + "\n"
+
+
+_XML_CLOSE = "\n</parameter>\n"
+
+
+def _json_value(prop: dict, schema: dict, prefix: str, index: int, name: str, key: str) -> str:
+    """The rules of a parameter's JSON value, its $refs into the tool's schema kept whole."""
+    sub = dict(prop) if isinstance(prop, dict) else {}
+    for defs in ("$defs", "definitions"):
+        if defs in schema and defs not in sub:
+            sub[defs] = schema[defs]
+    try:
+        return rename(schema_to_gbnf(sub), prefix).rstrip("\n")
+    except LocalspecError as e:
+        raise SchemaError(f"the parameter {key} of {name}: {e}", index) from None
+
+
+def _in_any_order(rules: list[str]) -> list[str]:
+    """A sequence of `rules`, each once, in any order (as Qwen writes them,
+    not always in the schema's order); past four, in the schema's order, as
+    the orders grow as a factorial."""
+    if len(rules) <= 1 or len(rules) > 4:
+        return rules
+    orders = [" ".join(p) for p in itertools.permutations(rules)]
+    return [f"({' | '.join(orders)})"]
+
+
+def _excluding(name: str, delimiter: str) -> list[str]:
+    """Rules `name`, `name-1`, ..: any text in which `delimiter` does not
+    occur. State i has just read the delimiter's first i characters; the
+    character that would complete it has no way on (llama.cpp builds the
+    same automaton for its `until`, common/peg-parser.cpp)."""
+
+    def state(i: int) -> str:
+        return name if i == 0 else f"{name}-{i}"
+
+    def after(i: int, c: str) -> int:  # the longest prefix of delimiter that ends delimiter[:i] + c
+        read = delimiter[:i] + c
+        return next(k for k in range(len(read), -1, -1) if read.endswith(delimiter[:k]))
+
+    rules = []
+    for i in range(len(delimiter)):
+        ways, named = [], set()
+        for c in sorted(set(delimiter)):
+            to = after(i, c)
+            if to:
+                named.add(c)
+                if to < len(delimiter):
+                    ways.append(f"[{_class_char(c)}] {state(to)}")
+        others = "".join(_class_char(c) for c in sorted(named))
+        rules.append(f"{state(i)} ::= | {' | '.join([*ways, f'[^{others}] {state(0)}'])}")
+    return rules
+
+
+def _class_char(c: str) -> str:
+    return {"\n": "\\n", "\t": "\\t", "\r": "\\r", "]": "\\]", "-": "\\-", "^": "\\^", "\\": "\\\\"}.get(c, c)

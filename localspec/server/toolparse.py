@@ -8,6 +8,11 @@ tool-call formats llama.cpp parses (common/chat.cpp and its tests):
              <|python_tag|>, where a built-in style name.call(k="v") may follow
     mistral  [TOOL_CALLS][{"name": .., "arguments": {..}, "id": ..}, ..] (Nemo) or
              [TOOL_CALLS]name[CALL_ID]id[ARGS]{..} per call (Small 3.2, Devstral)
+    qwen3-coder
+             Qwen3-Coder, Qwen3.5, Nemotron 3 Nano: <tool_call>\n<function=name>\n
+             <parameter=key>\nvalue\n</parameter>\n ... </function>\n</tool_call>,
+             a string's value as bare text and any other as JSON, which only
+             the tool's parameter schema tells apart (localspec/server/schematypes.py)
 
 `ToolStream` reads the reply as it streams and says what OpenAI's deltas
 are: content, or a call (index, id, name) and then its arguments. A call is
@@ -27,9 +32,11 @@ import re
 import secrets
 import string
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
-WS = None  # in an opening: any run of whitespace, none included
+from localspec.server.callscan import WS, BodyParser, Found, Incomplete, Malformed, Opening, match, past, skip
+from localspec.server.toolxml import xml_openings
+
 _DECODER = json.JSONDecoder()
 _ALNUM = string.ascii_letters + string.digits
 
@@ -47,82 +54,31 @@ class Call:
         return {"id": self.id, "type": "function", "function": {"name": self.name, "arguments": self.arguments}}
 
 
-class Incomplete(Exception):
-    """The call's text stops before the call does (more may come)."""
-
-
-class Malformed(Exception):
-    """The text opened a call that does not parse, or names no declared function.
-    `end`: where its text ends, when that is known."""
-
-    def __init__(self, reason: str, end: int | None = None):
-        super().__init__(reason)
-        self.end = end
-
-
-Found = list[tuple[str, str, str | None]]  # (name, arguments text, the model's own id or None)
-# A body parser reads the call(s) after an opening: the text, where the opening
-# starts and ends, and whether the reply has ended. It returns the calls and
-# where their text ends, or raises Incomplete or Malformed.
-BodyParser = Callable[[str, int, int, bool], tuple[Found, int]]
-
-
-@dataclass(frozen=True)
-class Opening:
-    """A way a call can begin: literals, with WS for optional whitespace."""
-
-    parts: tuple[str | None, ...]
-    body: BodyParser
-
-
-def _match(parts: Sequence[str | None], text: str, pos: int) -> int | bool | None:
-    """Where `parts` matched from `pos` end; True if `text` ends while they
-    still could match; None if they cannot."""
-    for part in parts:
-        if part is WS:
-            pos = _skip(text, pos)
-            if pos == len(text):
-                return True
-        elif text.startswith(part, pos):
-            pos += len(part)
-        elif part.startswith(text[pos:]):
-            return True
-        else:
-            return None
-    return pos
-
-
-def _skip(text: str, pos: int) -> int:
-    while pos < len(text) and text[pos].isspace():
-        pos += 1
-    return pos
-
-
 def members(text: str, start: int) -> tuple[dict[str, tuple[object, int, int]], int]:
     """The JSON object at `start`: each key's value with the span of its text,
     and where the object ends. ValueError (or IndexError) if there is no whole object."""
     if not text.startswith("{", start):
         raise ValueError("not an object")
     out: dict[str, tuple[object, int, int]] = {}
-    pos = _skip(text, start + 1)
+    pos = skip(text, start + 1)
     if text.startswith("}", pos):
         return out, pos + 1
     while True:
         if not text.startswith('"', pos):
             raise ValueError("expected a key")
         key, pos = json.decoder.scanstring(text, pos + 1)
-        pos = _skip(text, pos)
+        pos = skip(text, pos)
         if not text.startswith(":", pos):
             raise ValueError("expected ':'")
-        vstart = _skip(text, pos + 1)
+        vstart = skip(text, pos + 1)
         value, vend = _DECODER.raw_decode(text, vstart)
         out[key] = (value, vstart, vend)
-        pos = _skip(text, vend)
+        pos = skip(text, vend)
         if text.startswith("}", pos):
             return out, pos + 1
         if not text.startswith(",", pos):
             raise ValueError("expected ',' or '}'")
-        pos = _skip(text, pos + 1)
+        pos = skip(text, pos + 1)
 
 
 def _json(text: str, pos: int, final: bool, what: str) -> tuple[object, int]:
@@ -163,18 +119,6 @@ def _object_call(text: str, start: int, final: bool, arg_keys: tuple[str, ...]) 
     return [(name, args, call_id)], end
 
 
-def _past(text: str, pos: int, final: bool, closers: Sequence[str]) -> int:
-    """Past the optional closing markers after a call (a model that omits one still called)."""
-    for closer in closers:
-        m = _match((WS, closer), text, pos)
-        if m is True:  # (not an int here: True is also 1)
-            if not final:
-                raise Incomplete
-        elif m is not None:
-            pos = m
-    return pos
-
-
 def _json_body(arg_keys: tuple[str, ...], closers: Sequence[str] = (), brace_in_opening: bool = False) -> BodyParser:
     """A call written as one JSON object: its "{" is part of the opening (one
     that reads up to the function's name; the last "{" there), or follows it."""
@@ -183,20 +127,20 @@ def _json_body(arg_keys: tuple[str, ...], closers: Sequence[str] = (), brace_in_
         if brace_in_opening:
             brace = text.rindex("{", start, opened)
         else:
-            brace = _skip(text, opened)
+            brace = skip(text, opened)
             if brace == len(text):
                 if final:
                     raise Malformed("the call stops at its opening")
                 raise Incomplete
             if text[brace] != "{":
-                raise Malformed("the call is not a JSON object", _past(text, brace, final, closers))
+                raise Malformed("the call is not a JSON object", past(text, brace, final, closers))
         try:
             found, end = _object_call(text, brace, final, arg_keys)
         except Malformed as e:
             if e.end is not None:
-                e.end = _past(text, e.end, True, closers)
+                e.end = past(text, e.end, True, closers)
             raise
-        return found, _past(text, end, final, closers)
+        return found, past(text, end, final, closers)
 
     return body
 
@@ -206,7 +150,7 @@ _LLAMA_JSON = _json_body(("parameters", "arguments"))
 
 
 def _python_tag(text: str, start: int, opened: int, final: bool) -> tuple[Found, int]:
-    pos = _skip(text, opened)
+    pos = skip(text, opened)
     if pos == len(text) and not final:
         raise Incomplete
     if text.startswith("{", pos):
@@ -232,7 +176,7 @@ _MISTRAL_ID = re.compile(r"[A-Za-z0-9]*")
 
 
 def _mistral(text: str, start: int, opened: int, final: bool) -> tuple[Found, int]:
-    pos = _skip(text, opened)
+    pos = skip(text, opened)
     if pos == len(text):
         if final:
             raise Malformed("nothing follows [TOOL_CALLS]")
@@ -254,20 +198,20 @@ def _mistral(text: str, start: int, opened: int, final: bool) -> tuple[Found, in
     if not m:
         raise Malformed("[TOOL_CALLS] is followed by no function name")
     name, pos, call_id = m[0], m.end(), None
-    if _match(("[CALL_ID]",), text, pos) is True or _match(("[ARGS]",), text, pos) is True:
+    if match(("[CALL_ID]",), text, pos) is True or match(("[ARGS]",), text, pos) is True:
         if final:
             raise Malformed(f"the call of {name} stops before its [ARGS]")
         raise Incomplete
     if text.startswith("[CALL_ID]", pos):
         idm = _MISTRAL_ID.match(text, pos + len("[CALL_ID]"))
         call_id, pos = idm[0] or None, idm.end()
-        if _match(("[ARGS]",), text, pos) is True:
+        if match(("[ARGS]",), text, pos) is True:
             if final:
                 raise Malformed(f"the call of {name} stops before its [ARGS]")
             raise Incomplete
     if not text.startswith("[ARGS]", pos):
         raise Malformed(f"no [ARGS] after {name}")
-    pos = _skip(text, pos + len("[ARGS]"))
+    pos = skip(text, pos + len("[ARGS]"))
     if pos == len(text):
         if final:
             raise Malformed(f"no arguments after {name}[ARGS]")
@@ -282,7 +226,8 @@ def _mistral(text: str, start: int, opened: int, final: bool) -> tuple[Found, in
 class Family:
     name: str
     markers: tuple[str, ...]  # special tokens the reply must show as text for the parser to see them
-    openings: Callable[[Sequence[str]], list[Opening]]
+    # The ways a call opens, given the tools' names and each one's parameter schema.
+    openings: Callable[[Sequence[str], Mapping[str, dict]], list[Opening]]
     new_id: Callable[[], str]
 
 
@@ -299,7 +244,7 @@ def _named(name: str) -> tuple[str | None, ...]:
     return ("{", WS, '"name"', WS, ":", WS, json.dumps(name))
 
 
-def _hermes_openings(names: Sequence[str]) -> list[Opening]:
+def _hermes_openings(names: Sequence[str], parameters: Mapping[str, dict]) -> list[Opening]:
     out = []
     for tag, closer in (("<tool_call>", "</tool_call>"), ("<function_call>", "</function_call>")):
         out.append(Opening((tag,), _json_body(("arguments", "parameters"), [closer])))
@@ -318,7 +263,7 @@ def _hermes_openings(names: Sequence[str]) -> list[Opening]:
     return out
 
 
-def _llama_openings(names: Sequence[str]) -> list[Opening]:
+def _llama_openings(names: Sequence[str], parameters: Mapping[str, dict]) -> list[Opening]:
     out = [Opening(("<|python_tag|>",), _python_tag)]
     typed = ("{", WS, '"type"', WS, ":", WS, '"function"', WS, ",", WS, '"name"', WS, ":", WS)
     for name in names:
@@ -327,7 +272,7 @@ def _llama_openings(names: Sequence[str]) -> list[Opening]:
     return out
 
 
-def _mistral_openings(names: Sequence[str]) -> list[Opening]:
+def _mistral_openings(names: Sequence[str], parameters: Mapping[str, dict]) -> list[Opening]:
     return [Opening(("[TOOL_CALLS]",), _mistral)]
 
 
@@ -335,14 +280,21 @@ FAMILIES = {
     "hermes": Family("hermes", ("<tool_call>", "</tool_call>"), _hermes_openings, _openai_id),
     "llama3": Family("llama3", ("<|python_tag|>",), _llama_openings, _openai_id),
     "mistral": Family("mistral", ("[TOOL_CALLS]", "[CALL_ID]", "[ARGS]"), _mistral_openings, _mistral_id),
+    "qwen3-coder": Family("qwen3-coder", ("<tool_call>", "</tool_call>"), xml_openings, _openai_id),
 }
 
 
 def detect_family(template: str) -> Family | None:
     """The tool-call format a chat template teaches its model, by the markers
     llama.cpp's format detection looks for; None when it is none of these."""
+    if "<tool_call>" in template and "<function=" in template and "<parameter=" in template:
+        # (As llama.cpp: a template that writes the tags with no line break
+        # between them teaches another format.)
+        if "'<tool_call><function=' ~ tool_call.name ~ '>'" in template:
+            return None
+        return FAMILIES["qwen3-coder"]
     if "<tool_call>" in template and "<function=" not in template:
-        return FAMILIES["hermes"]  # (Qwen3-Coder's <function=..> XML inside <tool_call> is another format)
+        return FAMILIES["hermes"]
     if "[TOOL_CALLS]" in template:
         return FAMILIES["mistral"]
     if "<|python_tag|>" in template or "ipython<|end_header_id|>" in template:
@@ -357,13 +309,14 @@ class ToolStream:
     family: Family
     names: Sequence[str]
     max_calls: int | None = None  # parallel_tool_calls false: 1 (later calls are dropped)
+    parameters: Mapping[str, dict] = field(default_factory=dict)  # each tool's parameter schema, by name
     calls: list[Call] = field(default_factory=list)
     content: str = ""
     malformed: int = 0
     problems: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self._openings = self.family.openings(self.names)
+        self._openings = self.family.openings(self.names, self.parameters)
         self._text = ""
         self._done = 0  # characters of _text released or consumed
         self._cuts: list[int] = []  # where each push ended: arguments go out in the model's own pieces
@@ -447,7 +400,7 @@ class ToolStream:
         for i in range(pos, len(text)):
             maybe = False
             for op in self._openings:
-                m = _match(op.parts, text, i)
+                m = match(op.parts, text, i)
                 if m is True:
                     maybe = maybe or not final
                 elif m is not None:

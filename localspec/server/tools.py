@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
@@ -75,7 +75,8 @@ def _renders_arguments(template: str, arguments: Any) -> bool:
         out = Jinja2ChatFormatter(template=template, eos_token="", bos_token="")(messages=messages).prompt
     except Exception:  # a template may refuse anything; then it does not render this form
         return False
-    return f'"{_NEEDLE}":' in out or f"'{_NEEDLE}':" in out
+    # (JSON or a Python dict's repr; Qwen3-Coder's XML writes each argument as <parameter=key>.)
+    return any(f in out for f in (f'"{_NEEDLE}":', f"'{_NEEDLE}':", f"<parameter={_NEEDLE}>"))
 
 
 @dataclass
@@ -88,6 +89,7 @@ class ToolPlan:
     names: list[str]
     family: Family | None
     max_calls: int | None
+    parameters: dict[str, dict] = field(default_factory=dict)  # each tool's parameter schema, by name
     grammar: str | None = None  # GBNF of the calls the reply may make
     trigger: str | None = None  # tool_choice auto: the regex from whose match on the grammar holds the reply
 
@@ -100,7 +102,7 @@ class ToolPlan:
         if not self.parses:
             return None
         assert self.family is not None
-        return ToolStream(self.family, self.names, self.max_calls)
+        return ToolStream(self.family, self.names, self.max_calls, self.parameters)
 
 
 def plan(body: ChatRequest, tt: TemplateTools) -> ToolPlan:
@@ -115,7 +117,7 @@ def plan(body: ChatRequest, tt: TemplateTools) -> ToolPlan:
     if tools and tt.family is None:
         raise RequestError(
             f"{tt.model}'s chat template takes tools in a format localspec does not read back "
-            "(it reads Qwen/Hermes <tool_call>, Llama 3.x JSON and Mistral [TOOL_CALLS] calls)",
+            "(it reads Qwen/Hermes <tool_call> JSON, Qwen3-Coder's XML, Llama 3.x JSON and Mistral [TOOL_CALLS] calls)",
             "tools",
         )
     choice, named = _choice(body.tool_choice, names)
@@ -146,6 +148,7 @@ def plan(body: ChatRequest, tt: TemplateTools) -> ToolPlan:
         names=names,
         family=tt.family,
         max_calls=max_calls,
+        parameters={t["function"]["name"]: t["function"].get("parameters") or {} for t in shown},
         grammar=grammar,
         trigger=trigger,
     )
