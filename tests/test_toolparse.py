@@ -85,6 +85,13 @@ CASES = [
     ("qwen3-coder", "<function=get_weather>\n<parameter=city>\nParis\n</parameter>\n</function>\n</tool_call>",
      None, [("get_weather", PARIS)], 0),
     ("qwen3-coder", "#include <functional>\n<function=main>", "#include <functional>\n<function=main>", [], 0),
+    # A model that reasons first may name a call as it does: only a tagged call is one.
+    ("qwen3.5", "<function=get_weather> it is, then.\n" + XML, "<function=get_weather> it is, then.", [("get_weather", PARIS)], 0),
+    # A value may hold the closing tag's text where the grammar lets it (not after a line break and before one).
+    ("qwen3-coder", XML.replace("Paris", "x</parameter>\n<parameter=city>\nRome"),
+     None, [("get_weather", '{"city": "x</parameter>\\n<parameter=city>\\nRome"}')], 0),
+    ("qwen3-coder", XML_SEARCH.replace('{"site": ["a.org"]}', '{"site": ["</parameter></function>"]}'),
+     None, [("search", XML_SEARCH_ARGS.replace("a.org", "</parameter></function>"))], 0),
     ("qwen3-coder", XML_SEARCH.replace("\n5\n", "\nfive\n"), XML_SEARCH.replace("\n5\n", "\nfive\n"), [], 1),
     ("qwen3-coder", XML.replace("get_weather", "launch_rockets") + " done", XML.replace("get_weather", "launch_rockets") + " done", [], 1),
     ("qwen3-coder", "<tool_call>\n<function=get_weather>\n<parameter=city>\nPar", "<tool_call>\n<function=get_weather>\n<parameter=city>\nPar", [], 1),
@@ -92,8 +99,8 @@ CASES = [
 ]  # fmt: skip
 
 
-def read(family: str, text: str, step: int | None, names=NAMES, **kw) -> tuple[ToolStream, list[dict]]:
-    ts = ToolStream(FAMILIES[family], names, parameters=XML_PARAMETERS, **kw)
+def read(family: str, text: str, step: int | None, names=NAMES, parameters=XML_PARAMETERS, **kw) -> tuple[ToolStream, list[dict]]:
+    ts = ToolStream(FAMILIES[family], names, parameters=parameters, **kw)
     deltas: list[dict] = []
     for i in range(0, len(text), step or len(text) or 1):
         deltas += ts.push(text[i : i + (step or len(text))])
@@ -158,7 +165,7 @@ def template(name: str) -> str:
         ("Mistral-Small-3.2-24B-Instruct-2506.jinja", "mistral", True),
         ("Qwen-Qwen3-0.6B.jinja", "hermes", False),  # it writes a string's text as it is
         ("Qwen3-Coder.jinja", "qwen3-coder", True),  # each argument as <parameter=key>
-        ("Qwen3.5-4B.jinja", "qwen3-coder", True),
+        ("Qwen3.5-4B.jinja", "qwen3.5", True),  # the same XML, after its reasoning
     ],
 )
 def test_template_probe(name, family, object_arguments):
@@ -199,7 +206,7 @@ def render(name: str, request: dict) -> str:
         ("mistralai-Mistral-Nemo-Instruct-2407.jinja", "mistral", "a1b2c3d4e",
          '[TOOL_CALLS][{"name": "get_weather", "arguments": {"city": "Paris"}, "id": "a1b2c3d4e"}]'),
         ("Qwen3-Coder.jinja", "qwen3-coder", "call_abc", XML),
-        ("Qwen3.5-4B.jinja", "qwen3-coder", "call_abc", XML),
+        ("Qwen3.5-4B.jinja", "qwen3.5", "call_abc", XML),
     ],
 )  # fmt: skip
 def test_history_renders_in_the_models_own_format(name, family, call_id, written):
@@ -321,39 +328,44 @@ def xml_edit(*params: tuple[str, str]) -> str:
     return f"<tool_call>\n<function=edit>\n{body}</function>\n</tool_call>"
 
 
+# Texts a string value may hold under the grammar (not its closing line), read back whole.
 CODE = 'if a </parameter> b:\n    print("<parameter=x>")'
+TRICKY = 'x</parameter>\n<parameter=path>\nb.py\n</parameter></function>'
+A = {"path": "a.py", "line": 3}
 
 
 @pytest.mark.parametrize(
-    "text, ok",
+    "text, args",
     [
-        (xml_edit(("path", "a.py"), ("line", "3")), True),
-        (xml_edit(("line", "3"), ("path", "a.py"), ("text", CODE), ("opts", '{"dry": true}')), True),  # any order
-        (xml_edit(("path", "a.py"), ("line", "three")), False),  # an integer is JSON
-        (xml_edit(("path", "a.py"), ("line", "3"), ("opts", '{"dry": 1}')), False),  # and so is an object, by its schema
-        (xml_edit(("path", "a.py")), False),  # a required parameter left out
-        (xml_edit(("path", "a.py"), ("line", "3"), ("text", "a\n</parameter>\nb")), False),  # its close inside a value
+        (xml_edit(("path", "a.py"), ("line", "3")), A),
+        (xml_edit(("line", "3"), ("path", "a.py"), ("text", CODE), ("opts", '{"dry": true}')),
+         {**A, "text": CODE, "opts": {"dry": True}}),  # any order
+        (xml_edit(("path", "a.py"), ("line", "3"), ("text", TRICKY)), {**A, "text": TRICKY}),
+        (xml_edit(("path", "a.py"), ("line", "3"), ("text", '"quoted"')), {**A, "text": '"quoted"'}),  # text, quotes kept
+        (xml_edit(("path", "a.py"), ("line", "3"), ("text", "null")), {**A, "text": None}),
+        (xml_edit(("path", "a.py"), ("line", "three")), None),  # an integer is JSON
+        (xml_edit(("path", "a.py"), ("line", "3"), ("opts", '{"dry": 1}')), None),  # and so is an object, by its schema
+        (xml_edit(("path", "a.py")), None),  # a required parameter left out
+        (xml_edit(("path", "a.py"), ("line", "3"), ("text", "a\n</parameter>\nb")), None),  # its closing line inside
     ],
 )  # fmt: skip
-def test_xml_values_follow_each_parameters_schema(smollm2_path, text, ok):
+def test_xml_values_follow_each_parameters_schema(smollm2_path, text, args):
     """Qwen3-Coder's calls under llama.cpp's grammar: a string parameter is any
     text short of its closing line, every other value JSON by its schema; and
-    what the grammar lets through reads back to the same arguments."""
+    what the grammar lets through reads back to the arguments written, streamed
+    a character at a time or whole."""
     model = Model(smollm2_path)
     try:
         grammar = Grammar(model, force_calls("qwen3-coder", [EDIT], None))
-        assert accepts(grammar, model, text) == ok
+        assert accepts(grammar, model, text) == (args is not None)
         grammar.close()
     finally:
         model.close()
-    if ok:
-        ts = ToolStream(FAMILIES["qwen3-coder"], ["edit"], parameters={"edit": EDIT["function"]["parameters"]})
-        ts.push(text)
-        ts.finish()
-        (call,) = ts.calls
-        args = json.loads(call.arguments)
-        assert args["path"] == "a.py" and args["line"] == 3 and args.get("text", CODE) == CODE
-        assert args.get("opts", {"dry": True}) == {"dry": True}
+    if args is not None:
+        for step in (None, 1):
+            ts, _ = read("qwen3-coder", text, step, names=["edit"], parameters={"edit": EDIT["function"]["parameters"]})
+            (call,) = ts.calls
+            assert json.loads(call.arguments) == args and not ts.malformed
 
 
 @pytest.mark.parametrize(
@@ -366,6 +378,7 @@ def test_xml_values_follow_each_parameters_schema(smollm2_path, text, ok):
         ("mistral", 'Let me see. [TOOL_CALLS][{"name": "get_time", "arguments": {}}]', ["No [TOOL CALLS] here."]),
         ("qwen3-coder", "I will look.\n" + XML + "\n" + XML_TIME, ["#include <functional>\n<function=main>"]),
         ("qwen3-coder", XML.removeprefix("<tool_call>\n"), []),
+        ("qwen3.5", "I will look.\n" + XML, ["<function=get_time> is what I would call."]),  # (no bare opener)
     ],
 )  # fmt: skip
 def test_under_auto_calls_are_held_once_begun_and_the_rest_is_free(smollm2_path, style, held, free):

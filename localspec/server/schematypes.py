@@ -42,8 +42,10 @@ def value_types(schema: Any, root: Any = None, _seen: frozenset[str] = frozenset
     root = schema if root is None else root
     if isinstance(ref := schema.get("$ref"), str):
         target = _resolve(root, ref)
-        if target is None or ref in _seen:
+        if target is None:
             return ALL
+        if ref in _seen:  # a cycle adds no type of its own (as llama.cpp)
+            return frozenset()
         return value_types(target, root, _seen | {ref})
     if "const" in schema:
         return frozenset({type_of(schema["const"])})
@@ -93,13 +95,14 @@ def read_value(text: str, types: frozenset[str]) -> tuple[Any, bool]:
     """A parameter's value from its text: (value, True), or (None, False) when
     the text is not JSON and a string is not allowed. A value that may be a
     string or something else is read as JSON if it parses as one of the
-    other types, as llama.cpp reads it."""
+    other types, as llama.cpp reads it: text in quotes stays text, quotes
+    and all."""
     if is_text(types):
         return text, True
     try:
         value = json.loads(text)
     except ValueError:
         return (text, True) if "string" in types else (None, False)
-    if "string" in types and type_of(value) not in types:
+    if "string" in types and (type_of(value) == "string" or type_of(value) not in types):
         return text, True
     return value, True

@@ -14,8 +14,8 @@ tools fit in one grammar, and the family's wrapper is put around them:
     llama3         {"name": "f", "parameters": ARGS} (its templates take one call a turn)
     mistral        [TOOL_CALLS][{"name": "f", "arguments": ARGS}, ...]
     mistral-args   [TOOL_CALLS]f[ARGS]ARGS (one per call; Small 3.2, Devstral)
-    qwen3-coder    <tool_call>\n<function=f>\n<parameter=k>\nVALUE\n</parameter>\n...</function>\n</tool_call>
-                   (one per call): a string VALUE is any text without "\n</parameter>\n",
+    qwen3-coder,   <tool_call>\\n<function=f>\\n<parameter=k>\\nVALUE\\n</parameter>\\n...</function>\\n</tool_call>
+    qwen3.5        (one per call): a string VALUE is any text without "\\n</parameter>\\n",
                    any other is JSON by the parameter's schema; required parameters
                    in any order, then optional ones (as llama.cpp's grammar for it)
 """
@@ -98,8 +98,8 @@ def _arguments(tools: Sequence[dict]) -> list[str]:
 def force_calls(style: str, tools: Sequence[dict], max_calls: int | None) -> str:
     """GBNF for one call (max_calls 1) or one or more, of `tools` (OpenAI's
     tool objects, already checked), in `style` (a key of _FRAMES)."""
-    if style == "qwen3-coder":
-        return _xml_calls(tools, max_calls, lazy=False)
+    if style in _XML_STYLES:
+        return _xml_calls(tools, max_calls, bare=False)
     parts = _arguments(tools)
     alternatives = [_call(style, tool["function"]["name"], f"t{i}-root") for i, tool in enumerate(tools)]
     opening, between, closing, single = _FRAMES[style]
@@ -124,11 +124,13 @@ def lazy_calls(style: str, tools: Sequence[dict], max_calls: int | None) -> tupl
     is read back as before."""
     if style.startswith("mistral"):
         return force_calls(style, tools, max_calls), re.escape("[TOOL_CALLS]")
-    if style == "qwen3-coder":
-        # Held from <tool_call>, or from a declared function's full opener when
-        # the model leaves the tag out (localspec/server/toolparse.py).
+    if style in _XML_STYLES:
+        # Held from <tool_call>; Qwen3-Coder's also from a declared function's
+        # full opener, when the model leaves the tag out (localspec/server/toolxml.py).
+        bare = style == "qwen3-coder"
         names = "|".join(re.escape(tool["function"]["name"]) for tool in tools)
-        return _xml_calls(tools, max_calls, lazy=True), f"<tool_call>|<function=(?:{names})>"
+        trigger = f"<tool_call>|<function=(?:{names})>" if bare else re.escape("<tool_call>")
+        return _xml_calls(tools, max_calls, bare), trigger
     parts = _arguments(tools)
     names = [tool["function"]["name"] for tool in tools]
     bodies = [
@@ -177,8 +179,11 @@ def _body(key: str, name: str, args: str) -> str:
     return f"{_literal(head)} {args} {_literal('}')}"
 
 
-def _xml_calls(tools: Sequence[dict], max_calls: int | None, lazy: bool) -> str:
-    """Qwen3-Coder's XML calls of `tools`; `lazy`: the first call's <tool_call> may be missing."""
+_XML_STYLES = ("qwen3-coder", "qwen3.5")
+
+
+def _xml_calls(tools: Sequence[dict], max_calls: int | None, bare: bool) -> str:
+    """Qwen3-Coder's XML calls of `tools`; `bare`: the first call's <tool_call> may be missing."""
     rules = [*_excluding("xml-text", _XML_CLOSE), r"ws ::= [ \t\n]{0,20}"]
     functions = []
     for i, tool in enumerate(tools):
@@ -205,7 +210,7 @@ def _xml_calls(tools: Sequence[dict], max_calls: int | None, lazy: bool) -> str:
         functions.append(f"f{i}")
     tag = _literal("<tool_call>\n")
     rules.append(f"call ::= ({' | '.join(functions)}) {_literal('</tool_call>')} ws")
-    first = f"{tag}? call" if lazy else f"{tag} call"
+    first = f"{tag}? call" if bare else f"{tag} call"
     root = first if max_calls == 1 else f"{first} ({tag} call)*"
     return "\n".join([f"root ::= {root}", *rules]) + "\n"
 
@@ -263,4 +268,5 @@ def _excluding(name: str, delimiter: str) -> list[str]:
 
 
 def _class_char(c: str) -> str:
-    return {"\n": "\\n", "\t": "\\t", "\r": "\\r", "]": "\\]", "-": "\\-", "^": "\\^", "\\": "\\\\"}.get(c, c)
+    """`c` inside a GBNF [class] (llama.cpp's parser takes only these escapes; ^ by its code, as it could come first)."""
+    return {"\n": "\\n", "\t": "\\t", "\r": "\\r", "]": "\\]", "-": "\\-", "\\": "\\\\", "^": "\\x5E"}.get(c, c)

@@ -8,9 +8,9 @@ tool-call formats llama.cpp parses (common/chat.cpp and its tests):
              <|python_tag|>, where a built-in style name.call(k="v") may follow
     mistral  [TOOL_CALLS][{"name": .., "arguments": {..}, "id": ..}, ..] (Nemo) or
              [TOOL_CALLS]name[CALL_ID]id[ARGS]{..} per call (Small 3.2, Devstral)
-    qwen3-coder
-             Qwen3-Coder, Qwen3.5, Nemotron 3 Nano: <tool_call>\n<function=name>\n
-             <parameter=key>\nvalue\n</parameter>\n ... </function>\n</tool_call>,
+    qwen3-coder, qwen3.5
+             Qwen3-Coder; Qwen3.5, Nemotron 3 Nano: <tool_call>\\n<function=name>\\n
+             <parameter=key>\\nvalue\\n</parameter>\\n ... </function>\\n</tool_call>,
              a string's value as bare text and any other as JSON, which only
              the tool's parameter schema tells apart (localspec/server/schematypes.py)
 
@@ -280,7 +280,9 @@ FAMILIES = {
     "hermes": Family("hermes", ("<tool_call>", "</tool_call>"), _hermes_openings, _openai_id),
     "llama3": Family("llama3", ("<|python_tag|>",), _llama_openings, _openai_id),
     "mistral": Family("mistral", ("[TOOL_CALLS]", "[CALL_ID]", "[ARGS]"), _mistral_openings, _mistral_id),
-    "qwen3-coder": Family("qwen3-coder", ("<tool_call>", "</tool_call>"), xml_openings, _openai_id),
+    "qwen3-coder": Family("qwen3-coder", ("<tool_call>", "</tool_call>"), xml_openings(bare=True), _openai_id),
+    # The same XML from models that reason first (Qwen3.5, Nemotron 3 Nano): every call in its tag.
+    "qwen3.5": Family("qwen3.5", ("<tool_call>", "</tool_call>"), xml_openings(bare=False), _openai_id),
 }
 
 
@@ -292,7 +294,7 @@ def detect_family(template: str) -> Family | None:
         # between them teaches another format.)
         if "'<tool_call><function=' ~ tool_call.name ~ '>'" in template:
             return None
-        return FAMILIES["qwen3-coder"]
+        return FAMILIES["qwen3.5" if "<think>" in template else "qwen3-coder"]
     if "<tool_call>" in template and "<function=" not in template:
         return FAMILIES["hermes"]
     if "[TOOL_CALLS]" in template:

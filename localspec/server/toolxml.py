@@ -1,7 +1,6 @@
 """Reading Qwen3-Coder's XML calls (also Qwen3.5's and Nemotron 3 Nano's),
 as llama.cpp's parser for them (common/parsers/qwen3-coder.cpp) reads
-them, a little more leniently: the values on one line, or the first call
-without its <tool_call>.
+them, and a call written on one line too.
 
     <tool_call>
     <function=name>
@@ -26,13 +25,20 @@ from localspec.server.callscan import WS, BodyParser, Found, Incomplete, Malform
 from localspec.server.schematypes import read_value, value_types
 
 
-def xml_openings(names: Sequence[str], parameters: Mapping[str, dict]) -> list[Opening]:
-    body = _xml_body(parameters)
-    # Qwen3-Coder now and then leaves out the <tool_call> before its first call;
-    # without it, only a declared function's full opener is a call (a bare
-    # "<function" is also C++: #include <functional>), as llama.cpp reads it.
-    bare = [Opening((f"<function={name}>",), body) for name in names]
-    return [Opening(("<tool_call>", WS, "<function="), body), *bare]
+def xml_openings(bare: bool) -> Callable[[Sequence[str], Mapping[str, dict]], list[Opening]]:
+    """The openings of XML calls; `bare`: also a declared function's full
+    `<function=f>` without the <tool_call> before it. Qwen3-Coder now and
+    then leaves the tag out; llama.cpp reads such calls only for templates
+    without <think> (a model that reasons may name the call while it does),
+    and then only with a declared name (a bare "<function" is also C++:
+    #include <functional>)."""
+
+    def openings(names: Sequence[str], parameters: Mapping[str, dict]) -> list[Opening]:
+        body = _xml_body(parameters)
+        out = [Opening(("<tool_call>", WS, "<function="), body)]
+        return out + [Opening((f"<function={name}>",), body) for name in names] if bare else out
+
+    return openings
 
 
 _XML_KEY = re.compile(r"[^>\n<]+")
@@ -66,8 +72,11 @@ def _xml_body(parameters: Mapping[str, dict]) -> BodyParser:
                 pos += len(literal)
                 break
             key, vstart = _xml_name(text, pos + len(literal), more, f"<parameter= in the call of {name}")
-            vstart += text.startswith("\n", vstart)
-            vend, pos = _xml_value_end(text, vstart, final)
+            if vstart == len(text):
+                raise more(f"in the value of {key}")
+            lines = text.startswith("\n", vstart)
+            vstart += lines
+            vend, pos = (_value_end_lines if lines else _value_end_inline)(text, vstart, final)
             if vend < 0:
                 raise more(f"in the value of {key}")
             value, ok = read_value(text[vstart:vend], value_types(properties.get(key, {}), schema))
@@ -79,18 +88,35 @@ def _xml_body(parameters: Mapping[str, dict]) -> BodyParser:
     return body
 
 
-def _xml_value_end(text: str, pos: int, final: bool) -> tuple[int, int]:
-    """Where a value from `pos` ends, and where its </parameter> does: the
-    first </parameter> followed by the next tag (a value may hold the text
-    "</parameter>"), less the line break before it; (-1, -1) if none yet."""
-    start = pos
+def _value_end_lines(text: str, start: int, final: bool) -> tuple[int, int]:
+    """Where a value written on its own lines (as the grammar has it) ends,
+    and where its </parameter> does: at the first "\n</parameter>\n" (or
+    at one that ends the reply). The grammar lets a value hold anything
+    else, "</parameter>" included, so the first is where it ends; (-1, -1)
+    if none yet."""
+    pos = start - 1  # (an empty value may be written with a single line break)
+    while (close := text.find("\n</parameter>", pos)) >= 0:
+        end = close + len("\n</parameter>")
+        if text.startswith("\n", end) or (final and end == len(text)):
+            return max(close, start), end
+        if end == len(text):
+            raise Incomplete  # (its line break may be coming)
+        pos = close + 1
+    return -1, -1
+
+
+def _value_end_inline(text: str, start: int, final: bool) -> tuple[int, int]:
+    """Where a value written on the line of its tags ends, and where its
+    </parameter> does: at the first </parameter> the next tag follows
+    (spaces between allowed); (-1, -1) if none yet."""
+    pos = start
     while (close := text.find("</parameter>", pos)) >= 0:
         after = skip(text, close + len("</parameter>"))
         for tag in ("<parameter=", "</function>"):
-            if text.startswith(tag, after) or (not final and tag.startswith(text[after : after + len(tag)])):
-                if not text.startswith(tag, after):
-                    raise Incomplete  # (the next tag may be coming)
-                return close - (close > start and text[close - 1] == "\n"), close + len("</parameter>")
+            if text.startswith(tag, after):
+                return close, close + len("</parameter>")
+            if not final and tag.startswith(text[after : after + len(tag)]):
+                raise Incomplete  # (the next tag may be coming)
         pos = close + 1
     return -1, -1
 
