@@ -408,10 +408,11 @@ def test_required_and_named_choices_carry_a_grammar():
     assert "get_time" in named.grammar and "get_weather" not in named.grammar
 
 
-def test_a_schema_llama_cpp_cannot_convert_is_a_400():
+@pytest.mark.parametrize("tt", [QWEN3, TemplateTools.probe("coder", template("Qwen3-Coder.jinja"))], ids=["hermes", "xml"])
+def test_a_schema_llama_cpp_cannot_convert_is_a_400(tt):
     bad = {"type": "function", "function": {"name": "f", "parameters": {"type": "foo"}}}
     with pytest.raises(RequestError) as e:
-        plan(ChatRequest(messages=USER, tools=[WEATHER, bad]), QWEN3)
+        plan(ChatRequest(messages=USER, tools=[WEATHER, bad]), tt)
     assert e.value.param == "tools[1].function.parameters" and "Unrecognized schema" in str(e.value)
 
 

@@ -184,12 +184,14 @@ _XML_STYLES = ("qwen3-coder", "qwen3.5")
 
 def _xml_calls(tools: Sequence[dict], max_calls: int | None, bare: bool) -> str:
     """Qwen3-Coder's XML calls of `tools`; `bare`: the first call's <tool_call> may be missing."""
+    _arguments(tools)  # (a schema llama.cpp cannot convert is refused whole, as for the other formats)
     rules = [*_excluding("xml-text", _XML_CLOSE), r"ws ::= [ \t\n]{0,20}"]
     functions = []
     for i, tool in enumerate(tools):
         fn = tool["function"]
         schema = fn.get("parameters") or {"type": "object"}
         properties = schema.get("properties") if isinstance(schema.get("properties"), dict) else {}
+        wanted = schema.get("required") if isinstance(schema.get("required"), list) else []
         required, optional = [], []
         for j, (key, prop) in enumerate(properties.items()):
             rule = f"f{i}-a{j}"
@@ -201,7 +203,7 @@ def _xml_calls(tools: Sequence[dict], max_calls: int | None, bare: bool) -> str:
                 value = f"f{i}-a{j}-root"
                 rules.append(_json_value(prop, schema, f"f{i}-a{j}-", i, fn["name"], key))
             rules.append(f"{rule} ::= {_literal(f'<parameter={key}>' + chr(10))} {value} {_literal(_XML_CLOSE)}")
-            (required if key in (schema.get("required") or []) else optional).append(rule)
+            (required if key in wanted else optional).append(rule)
         args = _in_any_order(required)
         if optional:
             args.append(f"({' | '.join(optional)})*")
