@@ -134,8 +134,11 @@ class Engine:
     def chat_template(self) -> str | None:
         return self._template
 
-    def render_chat(self, messages: list[dict], tools: list[dict] | None = None) -> str:
-        """`messages` (and OpenAI-style `tools`, for a template that takes them) in the chat template."""
+    def render_chat(
+        self, messages: list[dict], tools: list[dict] | None = None, template_kwargs: dict | None = None
+    ) -> str:
+        """`messages` (and OpenAI-style `tools`, for a template that takes them)
+        in the chat template; `template_kwargs`: its other variables (enable_thinking, ...)."""
         if not self._template:
             raise LocalspecError(f"{self.target_name} has no chat template; use --raw or set chat_template in models.toml")
         formatter = Jinja2ChatFormatter(
@@ -145,7 +148,7 @@ class Engine:
             add_generation_prompt=True,
         )
         try:
-            return formatter(messages=messages, tools=tools).prompt
+            return formatter(messages=messages, tools=tools, **(template_kwargs or {})).prompt
         except (jinja2.TemplateError, ValueError, TypeError) as e:
             # raise_exception() in a template is a ValueError: its words are for the user.
             raise LocalspecError(f"the chat template of {self.target_name} cannot render these messages: {e}") from None
@@ -154,10 +157,17 @@ class Engine:
     def n_ctx(self) -> int:
         return self.target_ctx.n_ctx
 
-    def chat_tokens(self, messages: list[dict], continuation: str = "", tools: list[dict] | None = None) -> list[int]:
+    def chat_tokens(
+        self,
+        messages: list[dict],
+        continuation: str = "",
+        tools: list[dict] | None = None,
+        template_kwargs: dict | None = None,
+    ) -> list[int]:
         """The prompt of a chat turn: `messages` in the chat template, ready for
         the assistant; with `continuation`, that much of its reply already written."""
-        tokens = self.target.tokenize(self.render_chat(messages, tools), add_special=True, parse_special=True)
+        prompt = self.render_chat(messages, tools, template_kwargs)
+        tokens = self.target.tokenize(prompt, add_special=True, parse_special=True)
         if continuation:
             tokens += self.target.tokenize(continuation, add_special=False, parse_special=False)
         return tokens
@@ -171,10 +181,11 @@ class Engine:
         continuation: str = "",
         cut: int = 0,
         tools: list[dict] | None = None,
+        template_kwargs: dict | None = None,
     ) -> Generation:
         """A reply to `messages`; with `continuation`, the rest of a reply that
         far written, less its first `cut` tokens (when it alone fills the context)."""
-        tokens = self.chat_tokens(messages, tools=tools)
+        tokens = self.chat_tokens(messages, tools=tools, template_kwargs=template_kwargs)
         if continuation:
             more = self.target.tokenize(continuation, add_special=False, parse_special=False)
             tokens += more[cut:]

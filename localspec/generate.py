@@ -16,7 +16,8 @@ Two options change what a step reads from those rows:
   drafting goes on inside constrained output and stays exact. With
   `grammar_trigger` (a regex) the grammar holds the reply only from where its
   text first matches (tool calls under tool_choice auto; localspec.grammar's
-  LazyGrammar).
+  LazyGrammar). With `reasoning` (a thinking model's reply), either holds
+  only the answer after the reasoning (localspec/reasoning.py).
 - `logprobs`: None for none; n >= 0 puts on every emitted token the target's
   log-probability of it and of its n most likely alternatives, read from the
   same rows (no extra decode). The distribution is the one the token was
@@ -44,6 +45,7 @@ from localspec.drafters import EMPTY_DRAFT, Drafter, StepPlan
 from localspec.constrain import verify_constrained_greedy, verify_constrained_sampled
 from localspec.events import Counters, EmittedToken, GenerationResult, StepEvent, StopReason
 from localspec.grammar import Grammar, LazyGrammar
+from localspec.reasoning import Reasoning
 from localspec.verify import SamplingParams, logprobs_at, probs_from_logits, top2_margin, verify_greedy, verify_sampled
 
 
@@ -57,6 +59,7 @@ class GenerateOptions:
     grammar: str | None = None  # GBNF the reply must match (None or "": unconstrained)
     grammar_trigger: str | None = None  # a regex: the grammar holds the reply from where it first matches
     logprobs: int | None = None  # alternatives per token to report with its logprob (None: no logprobs)
+    reasoning: Reasoning | None = None  # the reply may think first: a grammar holds only its answer
 
 
 class StepPlanner(Protocol):
@@ -95,8 +98,12 @@ class Generation:
         self.result: GenerationResult | None = None
         # Compiled here, so a grammar llama.cpp refuses is a LocalspecError before any work.
         self.grammar: Grammar | LazyGrammar | None = None
+        reasoning = options.reasoning
         if options.grammar and options.grammar_trigger:
-            self.grammar = LazyGrammar(target.model, options.grammar, options.grammar_trigger)
+            self.grammar = LazyGrammar(target.model, options.grammar, options.grammar_trigger, reasoning=reasoning)
+        elif options.grammar and reasoning:
+            rules, root = reasoning.grammar_rules("root")
+            self.grammar = Grammar(target.model, options.grammar.rstrip("\n") + "\n" + rules, root)
         elif options.grammar:
             self.grammar = Grammar(target.model, options.grammar)
 

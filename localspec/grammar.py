@@ -41,6 +41,7 @@ from llama_cpp.llama_grammar import json_schema_to_gbnf
 
 from localspec.backend import Model, llama_errors
 from localspec.errors import LocalspecError
+from localspec.reasoning import END, Reasoning
 
 # The rules of llama-cpp-python's copy of the converter, and llama.cpp's (C++) for them.
 _RULE_FIXES = {
@@ -146,12 +147,16 @@ class LazyGrammar:
     grammar refuses that text, the reply stays free to the end, rather than
     being forced into what it had not begun. (llama.cpp's own lazy sampler
     replays the text unchecked and aborts the process when the grammar
-    refuses it.)"""
+    refuses it.)
+
+    With `reasoning` (localspec.reasoning.Reasoning), the trigger is looked
+    for in the answer only: a model may name a call while it thinks."""
 
     _LOOKBACK = 64  # bytes before the newest token a match may start in, past the trigger's own length
 
-    def __init__(self, model: Model, text: str, trigger: str, root: str = "root"):
+    def __init__(self, model: Model, text: str, trigger: str, root: str = "root", reasoning: Reasoning | None = None):
         self.model = model
+        self.reasoning = reasoning
         self.inner = Grammar(model, text, root)
         try:
             self.trigger = re.compile(trigger.encode("utf-8"))
@@ -180,6 +185,14 @@ class LazyGrammar:
         if self.state == "free":
             return
         piece = self.model.piece(token, special=True)
+        if self._split is not None and not self._split.answering:
+            # Only the answer is searched; it begins with the bytes after the tag.
+            self._split.push(piece.decode("utf-8", "replace"))  # (the tags are ASCII)
+            self._thought += piece
+            if not self._split.answering:
+                return
+            end = self._thought.find(END.encode())
+            piece = self._thought[end + len(END) :] if end >= 0 else self._thought
         self._text += piece
         m = self.trigger.search(self._text, max(0, len(self._text) - len(piece) - self._lookback))
         if m:
@@ -201,7 +214,9 @@ class LazyGrammar:
     def reset(self) -> None:
         self.inner.reset()
         self.state = "waiting"  # then "held" from the trigger on, or "free" when the grammar refused it
-        self._text = bytearray()
+        self._text = bytearray()  # the answer so far
+        self._split = self.reasoning.split() if self.reasoning else None
+        self._thought = b""  # the reply while it may still be reasoning
 
     def close(self) -> None:
         self.inner.close()

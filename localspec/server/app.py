@@ -30,10 +30,12 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from localspec.errors import LocalspecError
+from localspec.reasoning import END, START, Reasoning
 from localspec.server import stats, tools
 from localspec.server.limits import BodyLimit, body_limit
 from localspec.server.logprobs import WithLogprobs, token_bytes_of
 from localspec.server.schemas import ChatRequest, CompletionRequest
+from localspec.server.thinking import TemplateThinking
 from localspec.server.toolparse import ToolStream
 from localspec.server.worker import Job, QueueFull, Start, Worker
 
@@ -140,16 +142,26 @@ class _Shape:
 
 
 class ChatShape(_Shape):
-    """With `tools` (a ToolStream), the reply's text is read for tool calls on
-    the way out, streamed or whole, by the same code."""
+    """With `reasoning`, a thinking model's reasoning is read apart from its
+    answer (`reasoning_content`); with `tools` (a ToolStream), the answer is
+    read for tool calls. Both on the way out, streamed or whole, by the same code."""
 
     prefix = "chatcmpl-"
     chunk_object = "chat.completion.chunk"
 
-    def __init__(self, model: str, method: str, include_usage: bool, tools: ToolStream | None, metrics: stats.Metrics):
+    def __init__(
+        self,
+        model: str,
+        method: str,
+        include_usage: bool,
+        tools: ToolStream | None,
+        metrics: stats.Metrics,
+        reasoning: Reasoning | None = None,
+    ):
         super().__init__(model, method, include_usage)
         self.tools = tools
         self.metrics = metrics
+        self.split = reasoning.split() if reasoning else None
 
     def _delta(self, delta: dict, finish: str | None = None) -> dict:
         return self._chunk([{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}])
@@ -158,9 +170,15 @@ class ChatShape(_Shape):
         return [self._delta({"role": "assistant", "content": ""})]
 
     def piece(self, text: str) -> list[dict]:
+        return self._parts(*self.split.push(text)) if self.split else self._parts("", text)
+
+    def _parts(self, reasoning: str, answer: str) -> list[dict]:
+        out = [self._delta({"reasoning_content": reasoning})] if reasoning else []
+        if not answer:
+            return out
         if self.tools is None:
-            return [self._delta({"content": text})]
-        return [self._delta(d) for d in self.tools.push(text)]
+            return [*out, self._delta({"content": answer})]
+        return [*out, *(self._delta(d) for d in self.tools.push(answer))]
 
     def _finish_reason(self, result) -> str:
         if self.tools is None:
@@ -169,18 +187,25 @@ class ChatShape(_Shape):
         return "tool_calls" if self.tools.calls else stats.finish_reason(result)
 
     def closing(self, done: tuple) -> list[dict]:
-        rest = [self._delta(d) for d in self.tools.finish()] if self.tools else []
+        rest = self._parts(*self.split.finish()) if self.split else []
+        rest += [self._delta(d) for d in self.tools.finish()] if self.tools else []
         final = {**self._delta({}, self._finish_reason(done[1])), **self._stats(done)}
         return [*rest, final, *self._usage_chunk(done)]
 
     def whole(self, done: tuple) -> dict:
         _, result, _, n_prompt = done
+        reasoning, answer = "", result.text
+        if self.split:
+            pushed, finished = self.split.push(answer), self.split.finish()
+            reasoning, answer = pushed[0] + finished[0], pushed[1] + finished[1]
         if self.tools is None:
-            message = {"role": "assistant", "content": result.text}
+            message = {"role": "assistant", "content": answer}
         else:
-            self.tools.push(result.text)
+            self.tools.push(answer)
             self.tools.finish()
             message = self.tools.message()
+        if reasoning:
+            message["reasoning_content"] = reasoning
         choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": self._finish_reason(result)}
         return {
             **self._base("chat.completion", [choice]),
@@ -228,9 +253,12 @@ def create_app(worker: Worker, api_key: str | None = None) -> FastAPI:
     n_ctx = engine.target_ctx.n_ctx
     token_bytes = token_bytes_of(engine.target)
     template_tools = tools.TemplateTools.probe(model_name, engine.chat_template)
-    shown_specials = tools.shown_specials(
-        template_tools.family, lambda s: engine.target.tokenize(s, add_special=False, parse_special=True)
-    )
+    template_thinking = TemplateThinking(engine.chat_template)
+    def tokenize(text: str) -> list[int]:
+        return engine.target.tokenize(text, add_special=False, parse_special=True)
+
+    call_tags = tools.single_tokens(template_tools.family.markers if template_tools.family else (), tokenize)
+    think_tags = tools.single_tokens((START, END), tokenize)
 
     app = FastAPI(title="localspec", docs_url=None, redoc_url=None)
     # The last added runs first: the key is checked before the body is read.
@@ -295,12 +323,20 @@ def create_app(worker: Worker, api_key: str | None = None) -> FastAPI:
         if plan.parses:
             if options.grammar:  # (as llama-server: one grammar holds a reply, the tools' or the request's)
                 raise tools.RequestError("give tools or a grammar/response_format, not both (or tool_choice none)", "tools")
-            options.shown_specials = shown_specials
+            options.shown_specials = call_tags
             options.grammar, options.grammar_trigger = plan.grammar, plan.trigger
-        shape = ChatShape(model_name, engine.method, body.include_usage, plan.stream(), metrics)
+        template_kwargs = body.template_kwargs()
+        options.reasoning = template_thinking.reasoning(template_kwargs)
+        if options.reasoning:
+            options.shown_specials |= think_tags
+        shown = options.reasoning if body.reasoning_format != "none" else None
+        shape = ChatShape(model_name, engine.method, body.include_usage, plan.stream(), metrics, shown)
         shape = with_logprobs(shape, options)
         return await generate(
-            request, body.stream, shape, lambda eng, cancel: eng.chat(plan.messages, options, cancel, tools=plan.tools)
+            request,
+            body.stream,
+            shape,
+            lambda eng, cancel: eng.chat(plan.messages, options, cancel, tools=plan.tools, template_kwargs=template_kwargs),
         )
 
     @app.post("/v1/completions")

@@ -62,6 +62,12 @@ def _refusal(message: str, param: str) -> LocalspecError:
     return err
 
 
+# What the server itself gives a chat template (llama_cpp's Jinja2ChatFormatter).
+TEMPLATE_OWN_VARIABLES = frozenset({
+    "messages", "tools", "tool_choice", "functions", "function_call", "add_generation_prompt",
+    "eos_token", "bos_token", "raise_exception", "strftime_now",
+})  # fmt: skip
+
 # OpenAI's rule for function names (and what llama.cpp's grammars assume).
 FUNCTION_NAME = r"^[A-Za-z0-9_-]{1,64}$"
 
@@ -99,6 +105,7 @@ class Message(BaseModel):
     content: Any = None
     tool_calls: list[ToolCall] | None = None  # assistant
     tool_call_id: str | None = None  # tool
+    reasoning_content: str | None = None  # assistant: what it thought (a thinking model's template may show it)
 
     @field_validator("content")
     @classmethod
@@ -115,7 +122,10 @@ class Message(BaseModel):
     def as_template_input(self) -> dict[str, Any]:
         # Chat templates know "system"; OpenAI's newer name for it is "developer".
         role = "system" if self.role == "developer" else self.role
-        return {"role": role, "content": self.content or ""}
+        out = {"role": role, "content": self.content or ""}
+        if self.reasoning_content is not None:
+            out["reasoning_content"] = self.reasoning_content
+        return out
 
 
 class _Sampling(BaseModel):
@@ -188,6 +198,30 @@ class ChatRequest(_Sampling):
         if v is not None:
             raise ValueError("the deprecated functions/function_call are not supported; send tools and tool_choice")
         return None
+
+    # Thinking models (localspec/reasoning.py), as llama-server takes them.
+    chat_template_kwargs: dict[str, Any] | None = None  # more variables for the template (enable_thinking, ...)
+    reasoning_format: Literal["none", "auto", "deepseek"] | None = None  # none: reasoning stays in content
+    reasoning_effort: str | None = None  # "none" turns thinking off; other values go to the template
+
+    @field_validator("chat_template_kwargs")
+    @classmethod
+    def _template_variables(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
+        taken = sorted(set(v or ()) & TEMPLATE_OWN_VARIABLES)
+        if taken:
+            raise ValueError(f"{taken[0]!r} is set by the server, not by chat_template_kwargs")
+        if v and "enable_thinking" in v and not isinstance(v["enable_thinking"], bool):
+            raise ValueError("enable_thinking must be true or false")
+        return v
+
+    def template_kwargs(self) -> dict[str, Any]:
+        """The variables the chat template gets besides messages and tools."""
+        out = dict(self.chat_template_kwargs or {})
+        if self.reasoning_effort == "none":
+            out.setdefault("enable_thinking", False)
+        elif self.reasoning_effort is not None:
+            out.setdefault("reasoning_effort", self.reasoning_effort)
+        return out
 
     def token_limit(self, n_ctx: int) -> int:
         # Unset: until the model ends its reply or the context is full.

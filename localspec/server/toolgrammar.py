@@ -28,6 +28,7 @@ import re
 from typing import Sequence
 
 from localspec.errors import LocalspecError
+from localspec.gbnf import until_rules
 from localspec.grammar import schema_to_gbnf
 from localspec.server.schematypes import value_types
 
@@ -185,7 +186,7 @@ _XML_STYLES = ("qwen3-coder", "qwen3.5")
 def _xml_calls(tools: Sequence[dict], max_calls: int | None, bare: bool) -> str:
     """Qwen3-Coder's XML calls of `tools`; `bare`: the first call's <tool_call> may be missing."""
     _arguments(tools)  # (a schema llama.cpp cannot convert is refused whole, as for the other formats)
-    rules = [*_excluding("xml-text", _XML_CLOSE), r"ws ::= [ \t\n]{0,20}"]
+    rules = [*until_rules("xml-text", _XML_CLOSE), r"ws ::= [ \t\n]{0,20}"]
     functions = []
     for i, tool in enumerate(tools):
         fn = tool["function"]
@@ -240,35 +241,3 @@ def _in_any_order(rules: list[str]) -> list[str]:
         return rules
     orders = [" ".join(p) for p in itertools.permutations(rules)]
     return [f"({' | '.join(orders)})"]
-
-
-def _excluding(name: str, delimiter: str) -> list[str]:
-    """Rules `name`, `name-1`, ..: any text in which `delimiter` does not
-    occur. State i has just read the delimiter's first i characters; the
-    character that would complete it has no way on (llama.cpp builds the
-    same automaton for its `until`, common/peg-parser.cpp)."""
-
-    def state(i: int) -> str:
-        return name if i == 0 else f"{name}-{i}"
-
-    def after(i: int, c: str) -> int:  # the longest prefix of delimiter that ends delimiter[:i] + c
-        read = delimiter[:i] + c
-        return next(k for k in range(len(read), -1, -1) if read.endswith(delimiter[:k]))
-
-    rules = []
-    for i in range(len(delimiter)):
-        ways, named = [], set()
-        for c in sorted(set(delimiter)):
-            to = after(i, c)
-            if to:
-                named.add(c)
-                if to < len(delimiter):
-                    ways.append(f"[{_class_char(c)}] {state(to)}")
-        others = "".join(_class_char(c) for c in sorted(named))
-        rules.append(f"{state(i)} ::= | {' | '.join([*ways, f'[^{others}] {state(0)}'])}")
-    return rules
-
-
-def _class_char(c: str) -> str:
-    """`c` inside a GBNF [class] (llama.cpp's parser takes only these escapes; ^ by its code, as it could come first)."""
-    return {"\n": "\\n", "\t": "\\t", "\r": "\\r", "]": "\\]", "-": "\\-", "\\": "\\\\", "^": "\\x5E"}.get(c, c)

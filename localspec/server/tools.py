@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
@@ -217,10 +217,8 @@ def _arguments(value: str | dict, tt: TemplateTools, param: str) -> str | dict:
     return parsed if tt.object_arguments else value
 
 
-def shown_specials(family: Family | None, tokenize: Callable[[str], list[int]]) -> frozenset[int]:
-    """Token ids of the family's markers that are single tokens (a control
-    token's text would otherwise be left out of the reply)."""
-    if family is None:
-        return frozenset()
-    ids = [tokenize(marker) for marker in family.markers]
+def single_tokens(markers: Sequence[str], tokenize: Callable[[str], list[int]]) -> frozenset[int]:
+    """Token ids of the markers that are single tokens (a model's tool-call or
+    reasoning tags: a control token's text would otherwise be left out of the reply)."""
+    ids = [tokenize(marker) for marker in markers]
     return frozenset(t[0] for t in ids if len(t) == 1)

@@ -1,0 +1,111 @@
+"""A thinking model's reasoning, told apart from its answer.
+
+Qwen3, Qwen3.5, DeepSeek-R1, Nemotron and their kin write their reasoning
+between <think> and </think> at the start of a reply. Their chat templates
+either open the tag at the end of the prompt, so the reply begins inside it
+("open": Qwen3.5, R1), or leave the model to write it (Qwen3). A reply cut
+short inside the tag is all reasoning; reasoning anywhere but at the start is
+answer text, as llama.cpp reads it.
+
+`ReasoningSplit` reads a reply, whole or piece by piece, into its reasoning
+and its answer (both with the whitespace around them trimmed, as llama-server
+returns `reasoning_content`); `grammar_rules` lets a grammar that holds the
+answer (a forced tool call, a response_format) leave the reasoning free.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from localspec.gbnf import until_rules
+
+START, END = "<think>", "</think>"
+_WS = " \t\n\r"
+
+
+@dataclass(frozen=True)
+class Reasoning:
+    """How a reply may reason: `open` when its prompt ends inside <think>."""
+
+    open: bool
+
+    def split(self) -> ReasoningSplit:
+        return ReasoningSplit(self.open)
+
+    def grammar_rules(self, root: str) -> tuple[str, str]:
+        """(GBNF rules, the name of their root): any reasoning, then what `root`
+        allows. Open, the reply must close the reasoning first; otherwise it
+        may begin with a whole <think>..</think> or with the answer at once."""
+        rules = [*until_rules("reasoning-text", END), r"reasoning-ws ::= [ \t\n]{0,20}"]
+        body = f'reasoning-text "{END}" reasoning-ws {root}'
+        if self.open:
+            rules.append(f"reasoning-root ::= {body}")
+        else:
+            rules.append(f'reasoning-root ::= reasoning-ws "{START}" {body} | {root}')
+        return "\n".join(rules) + "\n", "reasoning-root"
+
+
+class ReasoningSplit:
+    """Reads a reply's text as it comes: `push` returns the (reasoning, answer)
+    text it can tell apart so far, `finish` the rest. Text that could still be
+    the beginning of a tag, or whitespace that could still be trimmed, waits."""
+
+    def __init__(self, open: bool):
+        self.state = "reasoning" if open else "start"  # then "reasoning", "after" (the tag closed), "answer"
+        self._held = ""
+        self._reasoned = False  # reasoning text has been given out, so whitespace is no longer leading
+
+    @property
+    def answering(self) -> bool:
+        """Whether the reasoning is over (or there was none): what comes is answer."""
+        return self.state in ("after", "answer")
+
+    def push(self, text: str) -> tuple[str, str]:
+        held, self._held = self._held + text, ""
+        if self.state == "start":
+            lead = held.lstrip(_WS)
+            if lead.startswith(START):
+                self.state, held = "reasoning", lead[len(START) :]
+            elif START.startswith(lead):
+                self._held = held
+                return "", ""
+            else:
+                self.state = "answer"
+        if self.state == "reasoning":
+            if not self._reasoned:
+                held = held.lstrip(_WS)
+            end = held.find(END)
+            if end < 0:
+                keep = _open_tail(held)
+                self._held, held = held[len(held) - keep :], held[: len(held) - keep]
+                self._reasoned = self._reasoned or bool(held)
+                return held, ""
+            self.state, reasoning, held = "after", held[:end].rstrip(_WS), held[end + len(END) :]
+            answer = self.push(held)[1] if held else ""
+            return reasoning, answer
+        if self.state == "after":
+            held = held.lstrip(_WS)
+            if held:
+                self.state = "answer"
+        return "", held
+
+    def finish(self) -> tuple[str, str]:
+        held, self._held = self._held, ""
+        if self.state == "start":
+            self.state = "answer"
+            return "", held
+        if self.state == "reasoning":
+            return held.rstrip(_WS), ""
+        return "", held
+
+
+def _open_tail(text: str) -> int:
+    """How many characters at the end of `text` must wait: trailing whitespace
+    (trimmed if the reasoning ends there) and a beginning of END after it."""
+    for n in range(min(len(END) - 1, len(text)), 0, -1):
+        if END.startswith(text[-n:]):
+            break
+    else:
+        n = 0
+    rest = text[: len(text) - n]
+    return n + len(rest) - len(rest.rstrip(_WS))

@@ -1,0 +1,81 @@
+"""A thinking model's reply read into reasoning and answer (localspec/reasoning.py):
+pure, no model. The grammar side runs through llama.cpp in test_grammar_reasoning.py."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from localspec.reasoning import Reasoning, ReasoningSplit
+
+CASES = [
+    # (prompt opens <think>, reply, reasoning, answer)
+    (True, "Let me see.\n</think>\n\nThe answer is 4.", "Let me see.", "The answer is 4."),
+    (True, "\nstep one\n\nstep two\n</think>4", "step one\n\nstep two", "4"),
+    (True, "cut short while thin", "cut short while thin", ""),  # a reply cut inside the reasoning is all reasoning
+    (True, "cut short at the tag </thi", "cut short at the tag </thi", ""),
+    (True, "</think>\n\nno thoughts", "", "no thoughts"),
+    (True, "a < b and </ b> too\n</think>ok", "a < b and </ b> too", "ok"),
+    (True, "x</think> y </think> z", "x", "y </think> z"),  # the first end tag ends it
+    (False, "<think>\nhmm\n</think>\n\nHello!", "hmm", "Hello!"),
+    (False, "\n  <think>hmm</think>Hi", "hmm", "Hi"),
+    (False, "Hello! <think>not at the start</think>", "", "Hello! <think>not at the start</think>"),
+    (False, "<thing>is not a tag", "", "<thing>is not a tag"),
+    (False, "<thi", "", "<thi"),  # a reply that ends where a tag could have begun
+    (False, "  indented answer", "", "  indented answer"),
+    (False, "", "", ""),
+    (False, "<think>never closed", "never closed", ""),
+]
+
+
+def read(split: ReasoningSplit, pieces: list[str]) -> tuple[str, str]:
+    reasoning = answer = ""
+    for piece in pieces:
+        r, a = split.push(piece)
+        reasoning, answer = reasoning + r, answer + a
+    r, a = split.finish()
+    return reasoning + r, answer + a
+
+
+@pytest.mark.parametrize("open_, reply, reasoning, answer", CASES)
+def test_a_reply_read_whole(open_, reply, reasoning, answer):
+    assert read(Reasoning(open_).split(), [reply]) == (reasoning, answer)
+
+
+@pytest.mark.parametrize("open_, reply, reasoning, answer", CASES)
+def test_any_pieces_read_as_the_whole(open_, reply, reasoning, answer):
+    # Every cut into two pieces, then random cuts into many (as tokens stream out).
+    cuts = [[reply[:i], reply[i:]] for i in range(len(reply) + 1)]
+    rng = random.Random(0)
+    for _ in range(50):
+        points = sorted(rng.sample(range(len(reply) + 1), min(len(reply) + 1, rng.randint(1, 8))))
+        cuts.append([reply[a:b] for a, b in zip([0, *points], [*points, len(reply)])])
+    for pieces in cuts:
+        assert read(Reasoning(open_).split(), pieces) == (reasoning, answer), pieces
+
+
+def test_nothing_waits_that_cannot_be_a_tag_or_trimmed():
+    split = ReasoningSplit(True)
+    assert split.push("first thought, ") == ("first thought,", "")  # its space waits: the tag may follow
+    assert split.push("second") == (" second", "")
+    assert split.push(" </th") == ("", "")
+    assert not split.answering
+    assert split.push("ink>\n") == ("", "")
+    assert split.answering
+    assert split.push("answer") == ("", "answer")
+
+
+def test_an_answer_at_once_is_given_out_at_once():
+    split = ReasoningSplit(False)
+    assert split.push("Hel") == ("", "Hel")
+    assert split.answering
+    assert split.push("lo <think>") == ("", "lo <think>")
+
+
+def test_the_grammar_rules_let_the_reasoning_come_first():
+    rules, root = Reasoning(open=True).grammar_rules("root")
+    assert root == "reasoning-root"
+    assert 'reasoning-root ::= reasoning-text "</think>" reasoning-ws root' in rules
+    rules, _ = Reasoning(open=False).grammar_rules("root")
+    assert 'reasoning-root ::= reasoning-ws "<think>" reasoning-text "</think>" reasoning-ws root | root' in rules

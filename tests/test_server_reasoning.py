@@ -1,0 +1,158 @@
+"""A thinking model's reasoning comes back as `reasoning_content`, apart from
+its answer: the `openai` package against a real `localspec serve` process.
+Qwen2.5-Coder-1.5B is given Qwen3.5's chat template (models.toml's
+chat_template), whose prompt opens <think> for the reply; told to, this model
+closes it with </think> and answers. Which templates think, and how the
+reasoning of earlier turns goes back to them: the pure tests at the end."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from localspec.bench.agent_requests import WEATHER
+from localspec.reasoning import END, START
+from localspec.server import tools
+from localspec.server.schemas import ChatRequest
+from localspec.server.thinking import TemplateThinking
+from serving import Server, isolated_env, serving
+from test_toolparse import TEMPLATES
+
+MODEL = "qwen-thinking"
+QWEN35 = (TEMPLATES / "Qwen3.5-4B.jinja").read_text()
+ASK = [
+    {"role": "system", "content": "Format: your reasoning, then the line </think>, then the answer."},
+    {"role": "user", "content": "What is 17 + 25?"},
+]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, qwen_target_path):
+    root = tmp_path_factory.mktemp("serve-thinking")
+    env = isolated_env(root, {})
+    (root / "config" / "models.toml").write_text(
+        f"[models.{MODEL}]\nchat_template = {json.dumps(QWEN35)}\n\n"
+        f"[[models.{MODEL}.sources]]\npath = {json.dumps(str(qwen_target_path))}\n"
+    )
+    yield from serving(Server(env, root / "server.log", "--target", MODEL, "--method", "lookup"))
+
+
+def ask(server, messages=ASK, **kw):
+    return server.client().chat.completions.create(model=MODEL, messages=messages, temperature=0, **kw)
+
+
+@pytest.fixture(scope="module")
+def answered(server):
+    return ask(server, max_tokens=150)
+
+
+@pytest.mark.qwen
+@pytest.mark.models
+def test_the_reasoning_comes_apart_from_the_answer(answered):
+    choice = answered.choices[0]
+    reasoning, content = choice.message.reasoning_content, choice.message.content
+    assert choice.finish_reason == "stop"
+    assert "17 + 25" in reasoning and content  # (what the sum comes to is this small model's business)
+    for tag in (START, END):
+        assert tag not in reasoning and tag not in content
+    assert reasoning == reasoning.strip() and content == content.strip()
+
+
+@pytest.mark.qwen
+@pytest.mark.models
+def test_streamed_reasoning_agrees_with_the_whole(server, answered):
+    chunks = list(ask(server, max_tokens=150, stream=True))
+    deltas = [c.choices[0].delta for c in chunks if c.choices]
+    reasoning = "".join(getattr(d, "reasoning_content", None) or "" for d in deltas)
+    content = "".join(d.content or "" for d in deltas)
+    whole = answered.choices[0].message
+    assert (reasoning, content) == (whole.reasoning_content, whole.content)
+    first_answer = next(i for i, d in enumerate(deltas) if d.content)
+    assert any(getattr(d, "reasoning_content", None) for d in deltas[:first_answer])  # reasoning streams before it
+
+
+@pytest.mark.qwen
+@pytest.mark.models
+def test_reasoning_format_none_leaves_the_reply_as_written(server, answered):
+    resp = ask(server, max_tokens=150, extra_body={"reasoning_format": "none"})
+    message = resp.choices[0].message
+    assert getattr(message, "reasoning_content", None) is None
+    whole = answered.choices[0].message
+    assert message.content == f"{whole.reasoning_content}\n{END}\n{whole.content}"
+
+
+@pytest.mark.qwen
+@pytest.mark.models
+def test_thinking_turned_off_answers_at_once(server):
+    for extra in ({"chat_template_kwargs": {"enable_thinking": False}}, {"reasoning_effort": "none"}):
+        message = ask(server, max_tokens=60, extra_body=extra).choices[0].message
+        assert getattr(message, "reasoning_content", None) is None and message.content, extra
+        assert END not in message.content, extra
+
+
+@pytest.mark.qwen
+@pytest.mark.models
+def test_a_schema_holds_the_answer_and_leaves_the_reasoning_free(server):
+    schema = {"type": "object", "properties": {"answer": {"type": "integer"}}, "required": ["answer"]}
+    fmt = {"type": "json_schema", "json_schema": {"name": "sum", "schema": schema}}
+    message = ask(server, max_tokens=150, response_format=fmt).choices[0].message
+    assert "17 + 25" in message.reasoning_content and type(json.loads(message.content)["answer"]) is int
+
+
+@pytest.mark.qwen
+@pytest.mark.models
+def test_a_forced_call_follows_the_reasoning(server):
+    ask_ = [ASK[0], {"role": "user", "content": "What is the weather in Paris right now?"}]
+    resp = ask(server, ask_, tools=[WEATHER], tool_choice="required", parallel_tool_calls=False, max_tokens=150)
+    choice = resp.choices[0]
+    assert choice.finish_reason == "tool_calls" and "Paris" in choice.message.reasoning_content
+    (call,) = choice.message.tool_calls
+    assert call.function.name == "get_weather" and json.loads(call.function.arguments) == {"city": "Paris"}
+
+
+@pytest.mark.qwen
+@pytest.mark.models
+@pytest.mark.parametrize(
+    "extra, param",
+    [
+        ({"chat_template_kwargs": {"messages": []}}, "chat_template_kwargs"),
+        ({"chat_template_kwargs": {"enable_thinking": "false"}}, "chat_template_kwargs"),
+        ({"reasoning_format": "hidden"}, "reasoning_format"),
+    ],
+)
+def test_bad_thinking_options_are_a_400_naming_the_field(server, extra, param):
+    r = server.http.post("/v1/chat/completions", json={"model": MODEL, "messages": ASK, **extra})
+    assert r.status_code == 400 and r.json()["error"]["param"] == param, r.text
+
+
+@pytest.mark.parametrize(
+    "template, thinks, opens, opens_off",
+    [
+        ("Qwen3.5-4B.jinja", True, True, False),  # the prompt opens <think>; enable_thinking false closes it
+        ("Qwen-Qwen3-0.6B.jinja", True, False, False),  # the model writes <think> itself
+        ("Qwen3-Coder.jinja", False, None, None),
+        ("meta-llama-Llama-3.1-8B-Instruct.jinja", False, None, None),
+    ],
+)
+def test_which_templates_think_and_open_their_reasoning(template, thinks, opens, opens_off):
+    t = TemplateThinking((TEMPLATES / template).read_text())
+    assert t.thinks is thinks
+    on, off = t.reasoning({}), t.reasoning({"enable_thinking": False})
+    assert (on and on.open, off and off.open) == ((opens, opens_off) if thinks else (None, None))
+
+
+def test_earlier_reasoning_goes_back_to_the_template():
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    body = ChatRequest.model_validate({"messages": [
+        {"role": "user", "content": "Weather in Paris?"},
+        {"role": "assistant", "content": "", "reasoning_content": "I should call get_weather.",
+         "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": "18 C"},
+    ], "tools": [WEATHER]})  # fmt: skip
+    messages = tools.plan(body, tools.TemplateTools.probe(MODEL, QWEN35)).messages
+    prompt = Jinja2ChatFormatter(template=QWEN35, eos_token="", bos_token="", add_generation_prompt=True)(
+        messages=messages, tools=[WEATHER]
+    ).prompt
+    assert "<think>\nI should call get_weather.\n</think>" in prompt
