@@ -157,16 +157,11 @@ class Engine:
     def n_ctx(self) -> int:
         return self.target_ctx.n_ctx
 
-    def chat_tokens(
-        self,
-        messages: list[dict],
-        continuation: str = "",
-        tools: list[dict] | None = None,
-        template_kwargs: dict | None = None,
-    ) -> list[int]:
+    def chat_tokens(self, messages: list[dict], continuation: str = "", rendered: str | None = None) -> list[int]:
         """The prompt of a chat turn: `messages` in the chat template, ready for
-        the assistant; with `continuation`, that much of its reply already written."""
-        prompt = self.render_chat(messages, tools, template_kwargs)
+        the assistant (`rendered`: as render_chat already gave them); with
+        `continuation`, that much of its reply already written."""
+        prompt = self.render_chat(messages) if rendered is None else rendered
         tokens = self.target.tokenize(prompt, add_special=True, parse_special=True)
         if continuation:
             tokens += self.target.tokenize(continuation, add_special=False, parse_special=False)
@@ -180,12 +175,12 @@ class Engine:
         *,
         continuation: str = "",
         cut: int = 0,
-        tools: list[dict] | None = None,
-        template_kwargs: dict | None = None,
+        rendered: str | None = None,
     ) -> Generation:
-        """A reply to `messages`; with `continuation`, the rest of a reply that
-        far written, less its first `cut` tokens (when it alone fills the context)."""
-        tokens = self.chat_tokens(messages, tools=tools, template_kwargs=template_kwargs)
+        """A reply to `messages` (`rendered`: as render_chat gave them, with its
+        tools and template variables); with `continuation`, the rest of a reply
+        that far written, less its first `cut` tokens (when it alone fills the context)."""
+        tokens = self.chat_tokens(messages, rendered=rendered)
         if continuation:
             more = self.target.tokenize(continuation, add_special=False, parse_special=False)
             tokens += more[cut:]

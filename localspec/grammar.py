@@ -191,8 +191,8 @@ class LazyGrammar:
             self._thought += piece
             if not self._split.answering:
                 return
-            end = self._thought.find(END.encode())
-            piece = self._thought[end + len(END) :] if end >= 0 else self._thought
+            end = self._thought.find(END.encode()) if self._split.thought else -1
+            piece = bytes(self._thought[end + len(END) :] if end >= 0 else self._thought)
         self._text += piece
         m = self.trigger.search(self._text, max(0, len(self._text) - len(piece) - self._lookback))
         if m:
@@ -216,7 +216,7 @@ class LazyGrammar:
         self.state = "waiting"  # then "held" from the trigger on, or "free" when the grammar refused it
         self._text = bytearray()  # the answer so far
         self._split = self.reasoning.split() if self.reasoning else None
-        self._thought = b""  # the reply while it may still be reasoning
+        self._thought = bytearray()  # the reply while it may still be reasoning
 
     def close(self) -> None:
         self.inner.close()

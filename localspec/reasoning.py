@@ -8,9 +8,11 @@ short inside the tag is all reasoning; reasoning anywhere but at the start is
 answer text, as llama.cpp reads it.
 
 `ReasoningSplit` reads a reply, whole or piece by piece, into its reasoning
-and its answer (both with the whitespace around them trimmed, as llama-server
-returns `reasoning_content`); `grammar_rules` lets a grammar that holds the
-answer (a forced tool call, a response_format) leave the reasoning free.
+(trimmed, as llama-server returns `reasoning_content`) and its answer (the
+space between the end tag and the answer dropped; an answer with no
+reasoning before it is kept as written); `grammar_rules` lets a grammar that
+holds the answer (a forced tool call, a response_format) leave the
+reasoning free.
 """
 
 from __future__ import annotations
@@ -28,6 +30,15 @@ class Reasoning:
     """How a reply may reason: `open` when its prompt ends inside <think>."""
 
     open: bool
+
+    @classmethod
+    def of(cls, template: str | None, prompt: str) -> Reasoning | None:
+        """How the reply to `prompt` (rendered by `template`) may reason: None
+        unless the template writes the tags anywhere (to show or drop earlier
+        turns' reasoning, or to open it for the reply)."""
+        if not template or (START not in template and END not in template):
+            return None
+        return cls(open=prompt.rstrip().endswith(START))
 
     def split(self) -> ReasoningSplit:
         return ReasoningSplit(self.open)
@@ -54,6 +65,12 @@ class ReasoningSplit:
         self.state = "reasoning" if open else "start"  # then "reasoning", "after" (the tag closed), "answer"
         self._held = ""
         self._reasoned = False  # reasoning text has been given out, so whitespace is no longer leading
+        self.thought = open  # the reply had reasoning (so far as is known)
+
+    @property
+    def deciding(self) -> bool:
+        """Whether it is not yet known if the reply begins with reasoning."""
+        return self.state == "start"
 
     @property
     def answering(self) -> bool:
@@ -65,7 +82,7 @@ class ReasoningSplit:
         if self.state == "start":
             lead = held.lstrip(_WS)
             if lead.startswith(START):
-                self.state, held = "reasoning", lead[len(START) :]
+                self.state, held, self.thought = "reasoning", lead[len(START) :], True
             elif START.startswith(lead):
                 self._held = held
                 return "", ""

@@ -77,6 +77,8 @@ def test_a_lazy_grammar_without_reasoning_in_the_reply_holds_from_its_trigger(mo
     g.reset()
     assert walk(model, g, "<think><tool_call></think>") and not g.held
     assert walk(model, g, " <tool_call>") and g.held
+    g.reset()
+    assert walk(model, g, "</think><tool_call>") and g.held  # no reasoning began, so nothing of it is cut
 
 
 @pytest.fixture(scope="module")
@@ -86,11 +88,10 @@ def smollm2_pair(smollm2_path):
     engine.close()
 
 
-@pytest.mark.parametrize("method", ["draft", "lookup"])
+@pytest.mark.parametrize("method", ["draft", "draft+lookup"])
 def test_speculation_under_a_reasoning_grammar_writes_what_plain_decoding_writes(smollm2_pair, method):
     """The whole engine path: the grammar compiles with the reasoning rules and
-    the verifier masks every row with it; the reply stays in its reasoning
-    (this model never closes it), free text the grammar lets through."""
+    the verifier masks every row with it, through free reasoning text."""
 
     def run(m: str):
         smollm2_pair.method = m
@@ -102,4 +103,4 @@ def test_speculation_under_a_reasoning_grammar_writes_what_plain_decoding_writes
 
     plain, spec = run("none"), run(method)
     assert_lossless(plain, spec, TIE_MARGIN)
-    assert plain.stop_reason == "max_tokens" and "</think>" not in plain.text and len(plain.text) > 100
+    assert plain.text and spec.counters.drafted > 0

@@ -165,7 +165,8 @@ def test_qwen_pair_forced_tool_call_equals_plain(qwen_pair, method):
 
     def run(m: str) -> GenerationResult:
         qwen_pair.method = m
-        gen = qwen_pair.chat(messages, GenerateOptions(max_tokens=64, trace=True, grammar=grammar), tools=[WRITE_FILE])
+        options = GenerateOptions(max_tokens=64, trace=True, grammar=grammar)
+        gen = qwen_pair.chat(messages, options, rendered=qwen_pair.render_chat(messages, [WRITE_FILE]))
         for _ in gen:
             pass
         return gen.result

@@ -12,10 +12,15 @@ import json
 import pytest
 
 from localspec.bench.agent_requests import WEATHER
-from localspec.reasoning import END, START
+from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+from localspec.reasoning import END, START, Reasoning
+from localspec.events import Counters, GenerationResult
 from localspec.server import tools
+from localspec.server.app import ChatShape
 from localspec.server.schemas import ChatRequest
-from localspec.server.thinking import TemplateThinking
+from localspec.server.stats import Metrics
+from localspec.server.toolparse import FAMILIES, ToolStream
 from serving import Server, isolated_env, serving
 from test_toolparse import TEMPLATES
 
@@ -36,6 +41,12 @@ def server(tmp_path_factory, qwen_target_path):
         f"[[models.{MODEL}.sources]]\npath = {json.dumps(str(qwen_target_path))}\n"
     )
     yield from serving(Server(env, root / "server.log", "--target", MODEL, "--method", "lookup"))
+
+
+def read_whole(reply: str, open_: bool = True) -> tuple[str, str]:
+    split = Reasoning(open_).split()
+    (r, a), (r2, a2) = split.push(reply), split.finish()
+    return r + r2, a + a2
 
 
 def ask(server, messages=ASK, **kw):
@@ -78,8 +89,9 @@ def test_reasoning_format_none_leaves_the_reply_as_written(server, answered):
     resp = ask(server, max_tokens=150, extra_body={"reasoning_format": "none"})
     message = resp.choices[0].message
     assert getattr(message, "reasoning_content", None) is None
+    assert END in message.content
     whole = answered.choices[0].message
-    assert message.content == f"{whole.reasoning_content}\n{END}\n{whole.content}"
+    assert read_whole(message.content) == (whole.reasoning_content, whole.content)
 
 
 @pytest.mark.qwen
@@ -136,15 +148,24 @@ def test_bad_thinking_options_are_a_400_naming_the_field(server, extra, param):
     ],
 )
 def test_which_templates_think_and_open_their_reasoning(template, thinks, opens, opens_off):
-    t = TemplateThinking((TEMPLATES / template).read_text())
-    assert t.thinks is thinks
-    on, off = t.reasoning({}), t.reasoning({"enable_thinking": False})
-    assert (on and on.open, off and off.open) == ((opens, opens_off) if thinks else (None, None))
+    text = (TEMPLATES / template).read_text()
+
+    def reasoning(**kwargs) -> Reasoning | None:
+        return Reasoning.of(text, render(text, [{"role": "user", "content": "hi"}], **kwargs))
+
+    on, off = reasoning(), reasoning(enable_thinking=False)
+    assert (on is not None, off is not None) == (thinks, thinks)
+    if thinks:
+        assert (on.open, off.open) == (opens, opens_off)
+
+
+def render(template: str, messages: list[dict], **kwargs) -> str:
+    return Jinja2ChatFormatter(template=template, eos_token="", bos_token="", add_generation_prompt=True)(
+        messages=messages, **kwargs
+    ).prompt
 
 
 def test_earlier_reasoning_goes_back_to_the_template():
-    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-
     body = ChatRequest.model_validate({"messages": [
         {"role": "user", "content": "Weather in Paris?"},
         {"role": "assistant", "content": "", "reasoning_content": "I should call get_weather.",
@@ -152,7 +173,37 @@ def test_earlier_reasoning_goes_back_to_the_template():
         {"role": "tool", "tool_call_id": "c1", "content": "18 C"},
     ], "tools": [WEATHER]})  # fmt: skip
     messages = tools.plan(body, tools.TemplateTools.probe(MODEL, QWEN35)).messages
-    prompt = Jinja2ChatFormatter(template=QWEN35, eos_token="", bos_token="", add_generation_prompt=True)(
-        messages=messages, tools=[WEATHER]
-    ).prompt
+    prompt = render(QWEN35, messages, tools=[WEATHER])
     assert "<think>\nI should call get_weather.\n</think>" in prompt
+
+
+CALL = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>'
+THOUGHT = f"I could write {CALL[:40]}, but first: is it {CALL}? Hmm."
+
+
+@pytest.mark.parametrize("apart", [True, False])
+@pytest.mark.parametrize("stream", [True, False])
+def test_only_the_answer_is_read_for_calls(apart, stream):
+    """A call written while the model thinks is reasoning, not a call, with
+    reasoning_format none too (then it stays in content, as written)."""
+    reply = f"{THOUGHT}\n{END}\n\n{CALL.replace('Paris', 'Rome')}"
+    stream_ = ToolStream(FAMILIES["hermes"], ["get_weather"], parameters={"get_weather": WEATHER["function"]["parameters"]})
+    shape = ChatShape("m", "lookup", False, stream_, Metrics(), Reasoning(open=True), apart)
+    done = ("done", GenerationResult(reply, [], "eog", Counters(), []), {}, 10)
+    if stream:
+        deltas = [c["choices"][0]["delta"] for i in range(0, len(reply), 7) for c in shape.piece(reply[i : i + 7])]
+        deltas += [c["choices"][0]["delta"] for c in shape.closing(done)]
+        reasoning = "".join(d.get("reasoning_content") or "" for d in deltas)
+        content = "".join(d.get("content") or "" for d in deltas)
+        calls = [d["tool_calls"][0] for d in deltas if d.get("tool_calls")]
+        arguments = "".join(c["function"].get("arguments") or "" for c in calls)
+    else:
+        message = shape.whole(done)["choices"][0]["message"]
+        reasoning, content = message.get("reasoning_content", ""), message["content"] or ""
+        (call,) = message["tool_calls"]
+        arguments = call["function"]["arguments"]
+    assert json.loads(arguments) == {"city": "Rome"}
+    if apart:
+        assert (reasoning, content) == (THOUGHT, "")
+    else:
+        assert reasoning == "" and content == f"{THOUGHT}\n{END}\n\n"

@@ -35,7 +35,6 @@ from localspec.server import stats, tools
 from localspec.server.limits import BodyLimit, body_limit
 from localspec.server.logprobs import WithLogprobs, token_bytes_of
 from localspec.server.schemas import ChatRequest, CompletionRequest
-from localspec.server.thinking import TemplateThinking
 from localspec.server.toolparse import ToolStream
 from localspec.server.worker import Job, QueueFull, Start, Worker
 
@@ -143,7 +142,8 @@ class _Shape:
 
 class ChatShape(_Shape):
     """With `reasoning`, a thinking model's reasoning is read apart from its
-    answer (`reasoning_content`); with `tools` (a ToolStream), the answer is
+    answer and returned as `reasoning_content` (or, `apart` False, left in
+    `content` as written); with `tools` (a ToolStream), the answer alone is
     read for tool calls. Both on the way out, streamed or whole, by the same code."""
 
     prefix = "chatcmpl-"
@@ -157,11 +157,14 @@ class ChatShape(_Shape):
         tools: ToolStream | None,
         metrics: stats.Metrics,
         reasoning: Reasoning | None = None,
+        apart: bool = True,
     ):
         super().__init__(model, method, include_usage)
         self.tools = tools
         self.metrics = metrics
         self.split = reasoning.split() if reasoning else None
+        self.apart = apart
+        self._written = ""  # (apart False) text read and not yet given out
 
     def _delta(self, delta: dict, finish: str | None = None) -> dict:
         return self._chunk([{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}])
@@ -170,10 +173,25 @@ class ChatShape(_Shape):
         return [self._delta({"role": "assistant", "content": ""})]
 
     def piece(self, text: str) -> list[dict]:
-        return self._parts(*self.split.push(text)) if self.split else self._parts("", text)
+        return self._parts(*self._separate(text))
 
-    def _parts(self, reasoning: str, answer: str) -> list[dict]:
+    def _separate(self, text: str, last: bool = False) -> tuple[str, str, str]:
+        """(reasoning, written, answer) of `text`, read on from what came
+        before: `written` is the reasoning left in content as written, tags and all."""
+        if self.split is None:
+            return "", "", text
+        reasoning, answer = self.split.finish() if last else self.split.push(text)
+        if self.apart:
+            return reasoning, "", answer
+        self._written += text
+        if self.split.deciding:
+            return "", "", ""
+        written, self._written = self._written[: len(self._written) - len(answer)], ""
+        return "", written, answer
+
+    def _parts(self, reasoning: str, written: str, answer: str) -> list[dict]:
         out = [self._delta({"reasoning_content": reasoning})] if reasoning else []
+        out += [self._delta({"content": written})] if written else []
         if not answer:
             return out
         if self.tools is None:
@@ -187,23 +205,23 @@ class ChatShape(_Shape):
         return "tool_calls" if self.tools.calls else stats.finish_reason(result)
 
     def closing(self, done: tuple) -> list[dict]:
-        rest = self._parts(*self.split.finish()) if self.split else []
+        rest = self._parts(*self._separate("", last=True))
         rest += [self._delta(d) for d in self.tools.finish()] if self.tools else []
         final = {**self._delta({}, self._finish_reason(done[1])), **self._stats(done)}
         return [*rest, final, *self._usage_chunk(done)]
 
     def whole(self, done: tuple) -> dict:
         _, result, _, n_prompt = done
-        reasoning, answer = "", result.text
-        if self.split:
-            pushed, finished = self.split.push(answer), self.split.finish()
-            reasoning, answer = pushed[0] + finished[0], pushed[1] + finished[1]
+        (r, w, a), (r2, w2, a2) = self._separate(result.text), self._separate("", last=True)
+        reasoning, written, answer = r + r2, w + w2, a + a2
         if self.tools is None:
-            message = {"role": "assistant", "content": answer}
+            message = {"role": "assistant", "content": written + answer}
         else:
             self.tools.push(answer)
             self.tools.finish()
             message = self.tools.message()
+            if written:
+                message["content"] = written + (message["content"] or "")
         if reasoning:
             message["reasoning_content"] = reasoning
         choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": self._finish_reason(result)}
@@ -253,7 +271,6 @@ def create_app(worker: Worker, api_key: str | None = None) -> FastAPI:
     n_ctx = engine.target_ctx.n_ctx
     token_bytes = token_bytes_of(engine.target)
     template_tools = tools.TemplateTools.probe(model_name, engine.chat_template)
-    template_thinking = TemplateThinking(engine.chat_template)
     def tokenize(text: str) -> list[int]:
         return engine.target.tokenize(text, add_special=False, parse_special=True)
 
@@ -325,18 +342,16 @@ def create_app(worker: Worker, api_key: str | None = None) -> FastAPI:
                 raise tools.RequestError("give tools or a grammar/response_format, not both (or tool_choice none)", "tools")
             options.shown_specials = call_tags
             options.grammar, options.grammar_trigger = plan.grammar, plan.trigger
-        template_kwargs = body.template_kwargs()
-        options.reasoning = template_thinking.reasoning(template_kwargs)
+        # (The template alone, not the engine's state: safe beside the engine's thread.)
+        prompt = engine.render_chat(plan.messages, plan.tools, body.template_kwargs())
+        options.reasoning = Reasoning.of(engine.chat_template, prompt)
         if options.reasoning:
             options.shown_specials |= think_tags
-        shown = options.reasoning if body.reasoning_format != "none" else None
-        shape = ChatShape(model_name, engine.method, body.include_usage, plan.stream(), metrics, shown)
+        apart = body.reasoning_format != "none"
+        shape = ChatShape(model_name, engine.method, body.include_usage, plan.stream(), metrics, options.reasoning, apart)
         shape = with_logprobs(shape, options)
         return await generate(
-            request,
-            body.stream,
-            shape,
-            lambda eng, cancel: eng.chat(plan.messages, options, cancel, tools=plan.tools, template_kwargs=template_kwargs),
+            request, body.stream, shape, lambda eng, cancel: eng.chat(plan.messages, options, cancel, rendered=prompt)
         )
 
     @app.post("/v1/completions")

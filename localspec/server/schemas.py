@@ -210,17 +210,19 @@ class ChatRequest(_Sampling):
         taken = sorted(set(v or ()) & TEMPLATE_OWN_VARIABLES)
         if taken:
             raise ValueError(f"{taken[0]!r} is set by the server, not by chat_template_kwargs")
-        if v and "enable_thinking" in v and not isinstance(v["enable_thinking"], bool):
+        if v and v.get("enable_thinking") is not None and not isinstance(v["enable_thinking"], bool):
             raise ValueError("enable_thinking must be true or false")
         return v
 
     def template_kwargs(self) -> dict[str, Any]:
         """The variables the chat template gets besides messages and tools."""
         out = dict(self.chat_template_kwargs or {})
+        # As llama-server: reasoning_effort wins over chat_template_kwargs.
         if self.reasoning_effort == "none":
-            out.setdefault("enable_thinking", False)
+            out["enable_thinking"] = False
+            out.pop("reasoning_effort", None)
         elif self.reasoning_effort is not None:
-            out.setdefault("reasoning_effort", self.reasoning_effort)
+            out["reasoning_effort"] = self.reasoning_effort
         return out
 
     def token_limit(self, n_ctx: int) -> int:
