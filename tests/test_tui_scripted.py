@@ -12,6 +12,8 @@ import functools
 import threading
 from dataclasses import dataclass, field
 
+from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
 from localspec.errors import LocalspecError
 from localspec.events import Counters, EmittedToken, GenerationResult, StepEvent
 from tui.pairs import LoadRequest
@@ -52,10 +54,18 @@ class ScriptedEngine:
     steps_seen: list[tuple[str, int]] = field(default_factory=list)  # (method, k) of every step
     continuations: list[tuple[str, int]] = field(default_factory=list)  # (continuation, cut) of every chat()
     closed: bool = False
+    chat_template: str | None = None  # a thinking model's shows its reasoning apart (tui.thought)
 
     def __post_init__(self) -> None:
         self.paused = threading.Event()
         self.resume = threading.Event()
+
+    def render_chat(self, messages) -> str:
+        if not self.chat_template:
+            raise LocalspecError(f"{self.target_name} has no chat template")
+        return Jinja2ChatFormatter(template=self.chat_template, eos_token="", bos_token="", add_generation_prompt=True)(
+            messages=messages
+        ).prompt
 
     def chat_tokens(self, messages, continuation: str = "") -> list[int]:
         """A stand-in tokenizer: a token per word, three per message for the

@@ -35,6 +35,7 @@ from textual.widgets import Header, Label, ProgressBar
 from localspec.errors import LocalspecError
 from localspec.events import StepEvent
 from localspec.generate import GenerateOptions
+from localspec.reasoning import Reasoning
 from localspec.verify import SamplingParams
 from tui.engine_thread import Loader, StepFeed, heap_frozen, load_with_engine
 from tui.footer import KeyFooter
@@ -56,6 +57,7 @@ from tui.screen import ChatScreen
 from tui.screens import ExportScreen, HistoryScreen, PairPickerScreen, SettingsScreen
 from tui.stats import StatsPanel
 from tui.store import ChatSettings, ChatStore, Conversation, title_for, to_markdown
+from tui.thought import reasoning_of
 from tui.window import ROLLING, Turn, choose
 
 if TYPE_CHECKING:
@@ -109,6 +111,7 @@ class ChatApp(KeyedApp):
         self.keymap_file = keymap_file
         self.keymap: dict[str, str] = {}
         self.engine: Engine | None = None
+        self.reasoning: Reasoning | None = None  # how the loaded model's replies may reason (tui.thought)
         self.loading = False
         self.settings = ChatSettings()
         self.conversation: Conversation | None = None
@@ -196,11 +199,12 @@ class ChatApp(KeyedApp):
             self.log.error(traceback.format_exc())
             self.post_message(LoadFailed(f"{type(e).__name__}: {e}"))
             return
+        reasoning = reasoning_of(engine)
         with self._engine_lock:
             if self._closing:
                 engine.close()
                 return
-            self.engine = engine
+            self.engine, self.reasoning = engine, reasoning
         self.post_message(EngineReady())
 
     @work(thread=True, group="generate", exit_on_error=False)
@@ -465,9 +469,9 @@ class ChatApp(KeyedApp):
                 old.set_hint("")
         if continuing is not None:
             reply = continuing
-            reply.resume()
+            reply.resume(self.reasoning)
         else:
-            reply = ReplyView(self.show_sources)
+            reply = ReplyView(self.show_sources, reasoning=self.reasoning)
             await self.chat_view.mount(reply)
         self.chat_view.anchor()
         self.reply = reply

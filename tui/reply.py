@@ -23,7 +23,9 @@ from textual.widgets import Markdown, Static
 from textual.widgets.markdown import MarkdownStream
 
 from localspec.events import Counters, StepEvent
+from localspec.reasoning import Reasoning
 from tui.store import Runs, StoredMessage
+from tui.thought import ThoughtMarkdown, markdown_of, reasoning_in
 from tui.tokenlog import DRAFT, TARGET, TokenLog
 
 # A streaming reply's height grows a page at a time (see tui.tokenlog): the
@@ -131,11 +133,14 @@ class ReplyView(Vertical, can_focus=True):
     }
     """
 
-    def __init__(self, show_sources: bool, message: StoredMessage | None = None):
+    def __init__(self, show_sources: bool, message: StoredMessage | None = None, reasoning: Reasoning | None = None):
+        """`reasoning`: how a new reply may reason (a stored one's is read from its text)."""
         super().__init__()
         self.show_sources = show_sources
         self.message_id: int | None = message.id if message else None
         self.text = message.content if message else ""
+        self.reasoning = reasoning_in(self.text) if message else reasoning
+        self._thought: ThoughtMarkdown | None = None  # while it streams, its Markdown deltas
         self.runs: list[list[str]] = []
         self.stop_reason: str | None = message.stop_reason if message else None
         self.stats: dict | None = message.stats if message else None
@@ -149,7 +154,7 @@ class ReplyView(Vertical, can_focus=True):
         # Held, not queried: a reply that ends while the app quits still takes its last steps.
         self._tokens = TokenLog((text, origin) for text, origin in self.runs)
         self._tokens.block = MIN_PAGE if self.streaming else 1
-        self._markdown = Markdown(self.text if not show_sources else "")
+        self._markdown = Markdown(self._shown() if not show_sources else "")
         self._note_line = Static(self._note(), id="note", markup=False)
 
     def compose(self) -> ComposeResult:
@@ -181,14 +186,23 @@ class ReplyView(Vertical, can_focus=True):
         return delta
 
     async def add_steps(self, events: Sequence[StepEvent]) -> None:
+        before = self.text
         delta = self.absorb(events)
+        if self.reasoning is not None and delta:
+            if self._thought is None:
+                self._thought = ThoughtMarkdown(self.reasoning)
+                self._thought.push(before)  # (a continued reply: where its text had got to)
+            delta = self._thought.push(delta)
         if not self.show_sources and delta:
             if self._stream is None:
                 self._stream = Markdown.get_stream(self._markdown)
             await self._stream.write(delta)
 
-    def resume(self) -> None:
-        """Stream again, after its text: a reply the full context stopped, continued."""
+    def resume(self, reasoning: Reasoning | None = None) -> None:
+        """Stream again, after its text: a reply the full context stopped,
+        continued (`reasoning`: the model's, when its text has not shown it)."""
+        self.reasoning = self.reasoning or reasoning
+        self._thought = None
         self.prefix = self.text
         self.streaming = True
         self._tokens.block = MIN_PAGE
@@ -207,9 +221,10 @@ class ReplyView(Vertical, can_focus=True):
         self.hint = hint
         if counters is not None:
             self.stats = counters.to_dict() | {"methods": self.methods}
+        self._thought = None
         await self._stop_stream()
         if not self.show_sources:
-            await self._markdown.update(self.text)
+            await self._markdown.update(self._shown())
         self.set_class(stop_reason == "cancelled", "-cancelled")
         self._note_line.update(self._note())
 
@@ -219,8 +234,12 @@ class ReplyView(Vertical, can_focus=True):
         self.show_sources = show
         await self._stop_stream()
         if not show:
-            await self._markdown.update(self.text)
+            await self._markdown.update(self._shown())
         self._show(show)
+
+    def _shown(self) -> str:
+        """The Markdown face's text: the reasoning quoted above the answer."""
+        return markdown_of(self.text, self.reasoning)
 
     def _size_page(self) -> None:
         view = self.parent.scrollable_content_region.height if isinstance(self.parent, Widget) else 0
