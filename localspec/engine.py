@@ -141,13 +141,14 @@ class Engine:
         in the chat template; `template_kwargs`: its other variables (enable_thinking, ...)."""
         if not self._template:
             raise LocalspecError(f"{self.target_name} has no chat template; use --raw or set chat_template in models.toml")
-        formatter = Jinja2ChatFormatter(
-            template=self._template,
-            eos_token=self.target.token_text(self.target.eos),
-            bos_token=self.target.token_text(self.target.bos),
-            add_generation_prompt=True,
-        )
         try:
+            # (Inside: the formatter compiles the template, which may not parse.)
+            formatter = Jinja2ChatFormatter(
+                template=self._template,
+                eos_token=self.target.token_text(self.target.eos),
+                bos_token=self.target.token_text(self.target.bos),
+                add_generation_prompt=True,
+            )
             return formatter(messages=messages, tools=tools, **(template_kwargs or {})).prompt
         except (jinja2.TemplateError, ValueError, TypeError) as e:
             # raise_exception() in a template is a ValueError: its words are for the user.

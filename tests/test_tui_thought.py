@@ -1,16 +1,14 @@
-"""A thinking model's reasoning in the chat: quoted above the answer in the
-Markdown face, streamed and whole (tui/thought.py); the token face keeps the
-reply as written. Pure, then a scripted engine, then SmolLM2 given a
+"""A thinking model's reasoning in the chat: in its own block above the
+answer in the Markdown face, streamed and whole (tui/thought.py); the token
+face keeps the reply as written. Pure, then a scripted engine, then SmolLM2 given a
 template that opens <think>."""
 
 from __future__ import annotations
 
 import json
-import random
 
 import pytest
 from textual.widgets import Markdown
-from textual.widgets._markdown import MarkdownBlockQuote, MarkdownParagraph
 
 from localspec.reasoning import END, Reasoning
 from test_tui_app import dirs, ready, reply_done, send, until  # noqa: F401,F811 (fixture)
@@ -19,7 +17,7 @@ from tui.app import ChatApp
 from tui.pairs import LoadRequest
 from tui.reply import ReplyView
 from tui.store import ChatSettings, ChatStore
-from tui.thought import ThoughtMarkdown, markdown_of, reasoning_in
+from tui.thought import reasoning_in, split_reply, stats_of
 
 OPENS = (
     "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
@@ -29,29 +27,30 @@ THINKING = [step("First", " the", " sum"), step(".\nThen", " check", " it."), st
 
 
 @pytest.mark.parametrize(
-    "open_, reply, markdown",
+    "open_, reply, thinking, answer",
     [
-        (True, "add them\n\nthen check\n</think>\n\nIt is **4**.", "> add them\n> \n> then check\n\nIt is **4**."),
-        (True, "cut short", "> cut short"),
-        (True, "</think>\nno thoughts", "no thoughts"),
-        (False, "<think>hmm</think>Hi", "> hmm\n\nHi"),
-        (False, "Hi <think>", "Hi <think>"),
+        (True, "add them\n\nthen check\n</think>\n\nIt is **4**.", "add them\n\nthen check", "It is **4**."),
+        (True, "cut short", "cut short", ""),
+        (True, "</think>\nno thoughts", "", "no thoughts"),
+        (False, "<think>hmm</think>Hi", "hmm", "Hi"),
+        (False, "Hi <think>", "", "Hi <think>"),
     ],
 )
-def test_the_reasoning_is_quoted_above_the_answer(open_, reply, markdown):
-    assert markdown_of(reply, Reasoning(open_)) == markdown
-    rng = random.Random(0)
-    for _ in range(30):  # streamed in any pieces, the same Markdown
-        cuts = sorted(rng.sample(range(len(reply) + 1), min(len(reply) + 1, 5)))
-        thought = ThoughtMarkdown(Reasoning(open_))
-        pieces = [reply[a:b] for a, b in zip([0, *cuts], [*cuts, len(reply)])]
-        assert "".join(thought.push(p) for p in pieces) + thought.finish() == markdown, pieces
+def test_a_reply_is_told_into_reasoning_and_answer(open_, reply, thinking, answer):
+    assert split_reply(reply, Reasoning(open_)) == (thinking, answer)
+    assert split_reply(reply, None) == ("", reply)
 
 
-def test_a_stored_reply_shows_its_reasoning_when_it_closed_it():
-    assert reasoning_in("plain answer") is None
-    assert reasoning_in(f"thought\n{END}\nanswer") == Reasoning(open=True)
-    assert reasoning_in(f"<think>thought{END}answer") == Reasoning(open=False)
+def test_while_it_streams_a_beginning_tag_stays_out():
+    assert split_reply("so </thi", Reasoning(open=True), ended=False) == ("so", "")
+    assert split_reply("<thi", Reasoning(open=False), ended=False) == ("", "")
+
+
+def test_a_stored_reply_reasons_as_its_stats_say():
+    assert reasoning_in(None) is None and reasoning_in({"methods": ["lookup"]}) is None
+    assert reasoning_in(stats_of(Reasoning(open=True))) == Reasoning(open=True)
+    assert reasoning_in(stats_of(Reasoning(open=False))) == Reasoning(open=False)
+    assert stats_of(None) == {}
 
 
 def app_for(engine: ScriptedEngine) -> ChatApp:
@@ -60,9 +59,17 @@ def app_for(engine: ScriptedEngine) -> ChatApp:
     )
 
 
+def faces(reply: ReplyView) -> tuple[str | None, str]:
+    """The reasoning block's text (None while hidden) and the answer's Markdown."""
+    thinking = reply.query("#thinking")
+    answer = reply.query("Markdown").exclude("#thinking").only_one(Markdown)
+    shown = thinking and thinking.only_one(Markdown).display
+    return (thinking.only_one(Markdown).source if shown else None), answer.source
+
+
 @async_test
-async def test_a_thinking_reply_streams_its_reasoning_as_a_quote(dirs):
-    engine = ScriptedEngine([THINKING], pause_after=2, chat_template=OPENS)
+async def test_a_thinking_reply_streams_its_reasoning_apart(dirs):
+    engine = ScriptedEngine([THINKING, THINKING], pause_after=2, chat_template=OPENS)
     app = app_for(engine)
     async with app.run_test() as pilot:
         await ready(pilot)
@@ -70,35 +77,48 @@ async def test_a_thinking_reply_streams_its_reasoning_as_a_quote(dirs):
         await pilot.press("ctrl+t")  # Markdown instead of token colours
         await send(pilot, "2 + 2?")
         await until(pilot, engine.paused.is_set)
-        markdown = app.reply.query_one(Markdown)
-        await until(pilot, lambda: markdown.source == "> First the sum.\n> Then check it.")
-        await until(pilot, lambda: bool(markdown.query(MarkdownBlockQuote)))
+        await until(pilot, lambda: faces(app.reply) == ("First the sum.\nThen check it.", ""))
         engine.resume.set()
         reply = await reply_done(pilot)
         assert reply.text == "First the sum.\nThen check it.\n</think>\n\nIt is 4."  # the reply as written
-        assert markdown.source == "> First the sum.\n> Then check it.\n\nIt is 4."
-        [quote] = markdown.query(MarkdownBlockQuote)
-        assert "It is 4." not in str(quote.query(MarkdownParagraph).first().render())
+        assert faces(reply) == ("First the sum.\nThen check it.", "It is 4.")
+        assert reply.stats["reasoning_open"] is True
 
-    reopened = app_for(ScriptedEngine([THINKING]))  # no template: the stored text alone tells
+        # Toggled while it reasons: the whole so far, then the rest streams on.
+        engine.resume.clear()
+        engine.paused.clear()
+        await pilot.press("ctrl+t")
+        await send(pilot, "Again?")
+        await until(pilot, engine.paused.is_set)
+        await pilot.press("ctrl+t")
+        await until(pilot, lambda: faces(app.reply) == ("First the sum.\nThen check it.", ""))
+        engine.resume.set()
+        second = await reply_done(pilot)
+        assert faces(second) == ("First the sum.\nThen check it.", "It is 4.")
+
+    reopened = app_for(ScriptedEngine([THINKING]))  # no template: the stored stats tell
     async with reopened.run_test() as pilot:
         await ready(pilot)
         await pilot.press("ctrl+t")
-        [reply] = reopened.chat_view.query(ReplyView)
-        assert reply.query_one(Markdown).source == "> First the sum.\n> Then check it.\n\nIt is 4."
+        replies = reopened.chat_view.query(ReplyView)
+        assert [faces(r) for r in replies] == [("First the sum.\nThen check it.", "It is 4.")] * 2
 
 
 @async_test
 async def test_a_model_that_does_not_think_is_shown_as_written(dirs):
     engine = ScriptedEngine([[step("a </think> b")]], chat_template=OPENS.replace("<think>\n", ""))
-    app = app_for(engine)
-    async with app.run_test() as pilot:
-        await ready(pilot)
+    async with app_for(engine).run_test() as pilot:
+        app = await ready(pilot)
         assert app.reasoning is None
         await pilot.press("ctrl+t")
         await send(pilot, "hi")
         reply = await reply_done(pilot)
-        assert reply.query_one(Markdown).source == "a </think> b"
+        assert faces(reply) == (None, "a </think> b")
+    async with app_for(ScriptedEngine([THINKING], chat_template=OPENS)).run_test() as pilot:
+        app = await ready(pilot)
+        await pilot.press("ctrl+t")
+        [reply] = app.chat_view.query(ReplyView)
+        assert faces(reply) == (None, "a </think> b")  # reopened under a thinking model: still as written
 
 
 @async_test
@@ -117,6 +137,5 @@ async def test_smollm2_with_a_template_that_opens_its_reasoning(dirs, smollm2_pa
         await send(pilot, "Count from 1 to 5.")
         reply = await reply_done(pilot, timeout=300)
         assert reply.text.strip() and not reply.text.lstrip().startswith(END)
-        markdown = reply.query_one(Markdown)
-        assert markdown.source == markdown_of(reply.text, Reasoning(open=True)) and markdown.source.startswith("> ")
-        assert markdown.query(MarkdownBlockQuote)
+        thinking, answer = faces(reply)
+        assert thinking and thinking in reply.text and answer == reply.text.partition(END)[2].strip()

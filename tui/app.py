@@ -357,7 +357,7 @@ class ChatApp(KeyedApp):
 
     def _save_reply(self, reply: ReplyView, stop_reason: str, counters) -> None:
         if self.conversation is not None and (reply.message_id is None or reply.prefix):
-            stats = reply.stats or (counters.to_dict() | {"methods": reply.methods} if counters else None)
+            stats = reply.stats or (reply.stats_from(counters) if counters else None)
             if reply.message_id is None:
                 stored = self.store.add_message(
                     self.conversation.id, "assistant", reply.text,
@@ -469,7 +469,7 @@ class ChatApp(KeyedApp):
                 old.set_hint("")
         if continuing is not None:
             reply = continuing
-            reply.resume(self.reasoning)
+            reply.resume()
         else:
             reply = ReplyView(self.show_sources, reasoning=self.reasoning)
             await self.chat_view.mount(reply)

@@ -23,9 +23,9 @@ from textual.widgets import Markdown, Static
 from textual.widgets.markdown import MarkdownStream
 
 from localspec.events import Counters, StepEvent
-from localspec.reasoning import Reasoning
+from localspec.reasoning import Reasoning, ReasoningSplit
 from tui.store import Runs, StoredMessage
-from tui.thought import ThoughtMarkdown, markdown_of, reasoning_in
+from tui.thought import reasoning_in, split_reply, stats_of
 from tui.tokenlog import DRAFT, TARGET, TokenLog
 
 # A streaming reply's height grows a page at a time (see tui.tokenlog): the
@@ -124,6 +124,11 @@ class ReplyView(Vertical, can_focus=True):
         margin: 0;
         padding: 0 1;
     }
+    ReplyView > #thinking {
+        margin: 0 1 1 1;
+        border-left: outer $foreground 20%;
+        color: $text-muted;
+    }
     ReplyView > #note {
         color: $text-muted;
         padding: 0 1;
@@ -134,13 +139,13 @@ class ReplyView(Vertical, can_focus=True):
     """
 
     def __init__(self, show_sources: bool, message: StoredMessage | None = None, reasoning: Reasoning | None = None):
-        """`reasoning`: how a new reply may reason (a stored one's is read from its text)."""
+        """`reasoning`: how a new reply may reason (a stored one's is in its stats)."""
         super().__init__()
         self.show_sources = show_sources
         self.message_id: int | None = message.id if message else None
         self.text = message.content if message else ""
-        self.reasoning = reasoning_in(self.text) if message else reasoning
-        self._thought: ThoughtMarkdown | None = None  # while it streams, its Markdown deltas
+        self.reasoning = reasoning_in(message.stats) if message else reasoning
+        self._split: ReasoningSplit | None = None  # while it streams, its reasoning told from its answer
         self.runs: list[list[str]] = []
         self.stop_reason: str | None = message.stop_reason if message else None
         self.stats: dict | None = message.stats if message else None
@@ -151,13 +156,19 @@ class ReplyView(Vertical, can_focus=True):
         if message is not None:
             self._runs_from_stored(message.content, message.sources)
         self._stream: MarkdownStream | None = None
+        self._thinking_stream: MarkdownStream | None = None
         # Held, not queried: a reply that ends while the app quits still takes its last steps.
         self._tokens = TokenLog((text, origin) for text, origin in self.runs)
         self._tokens.block = MIN_PAGE if self.streaming else 1
-        self._markdown = Markdown(self._shown() if not show_sources else "")
+        thinking, answer = self._parts() if not show_sources else ("", "")
+        # Only a reply that reasons has the block, mounted when its reasoning first shows.
+        self._thinking: Markdown | None = Markdown(thinking, id="thinking") if thinking else None
+        self._markdown = Markdown(answer)
         self._note_line = Static(self._note(), id="note", markup=False)
 
     def compose(self) -> ComposeResult:
+        if self._thinking is not None:
+            yield self._thinking
         yield self._markdown
         yield self._tokens
         yield self._note_line
@@ -188,21 +199,26 @@ class ReplyView(Vertical, can_focus=True):
     async def add_steps(self, events: Sequence[StepEvent]) -> None:
         before = self.text
         delta = self.absorb(events)
+        thinking = ""
         if self.reasoning is not None and delta:
-            if self._thought is None:
-                self._thought = ThoughtMarkdown(self.reasoning)
-                self._thought.push(before)  # (a continued reply: where its text had got to)
-            delta = self._thought.push(delta)
-        if not self.show_sources and delta:
+            if self._split is None:
+                self._split = self.reasoning.split()
+                self._split.push(before)  # (a continued reply: where its text had got to)
+            thinking, delta = self._split.push(delta)
+        if self.show_sources:
+            return
+        if thinking:
+            if self._thinking_stream is None:
+                self._thinking_stream = Markdown.get_stream(await self._thinking_face())
+            await self._thinking_stream.write(thinking)
+        if delta:
             if self._stream is None:
                 self._stream = Markdown.get_stream(self._markdown)
             await self._stream.write(delta)
 
-    def resume(self, reasoning: Reasoning | None = None) -> None:
-        """Stream again, after its text: a reply the full context stopped,
-        continued (`reasoning`: the model's, when its text has not shown it)."""
-        self.reasoning = self.reasoning or reasoning
-        self._thought = None
+    def resume(self) -> None:
+        """Stream again, after its text: a reply the full context stopped, continued."""
+        self._split = None
         self.prefix = self.text
         self.streaming = True
         self._tokens.block = MIN_PAGE
@@ -220,11 +236,11 @@ class ReplyView(Vertical, can_focus=True):
         self.stop_reason = stop_reason
         self.hint = hint
         if counters is not None:
-            self.stats = counters.to_dict() | {"methods": self.methods}
-        self._thought = None
+            self.stats = self.stats_from(counters)
+        self._split = None
         await self._stop_stream()
         if not self.show_sources:
-            await self._markdown.update(self._shown())
+            await self._render_whole()
         self.set_class(stop_reason == "cancelled", "-cancelled")
         self._note_line.update(self._note())
 
@@ -234,12 +250,31 @@ class ReplyView(Vertical, can_focus=True):
         self.show_sources = show
         await self._stop_stream()
         if not show:
-            await self._markdown.update(self._shown())
+            await self._render_whole()
         self._show(show)
 
-    def _shown(self) -> str:
-        """The Markdown face's text: the reasoning quoted above the answer."""
-        return markdown_of(self.text, self.reasoning)
+    def stats_from(self, counters: Counters) -> dict:
+        """What is stored with the reply: its generation's counters, methods and how it reasoned."""
+        return counters.to_dict() | {"methods": self.methods} | stats_of(self.reasoning)
+
+    def _parts(self) -> tuple[str, str]:
+        """The Markdown face's texts: the reasoning, the answer."""
+        return split_reply(self.text, self.reasoning, ended=not self.streaming)
+
+    async def _render_whole(self) -> None:
+        thinking, answer = self._parts()
+        if thinking or self._thinking is not None:
+            face = await self._thinking_face()
+            face.display = bool(thinking)
+            await face.update(thinking)
+        await self._markdown.update(answer)
+
+    async def _thinking_face(self) -> Markdown:
+        if self._thinking is None:
+            self._thinking = Markdown(id="thinking")
+            await self.mount(self._thinking, before=self._markdown)
+        self._thinking.display = True
+        return self._thinking
 
     def _size_page(self) -> None:
         view = self.parent.scrollable_content_region.height if isinstance(self.parent, Widget) else 0
@@ -265,14 +300,17 @@ class ReplyView(Vertical, can_focus=True):
 
     def _show(self, sources: bool) -> None:
         self._markdown.display = not sources
+        if self._thinking is not None:
+            self._thinking.display = not sources and bool(self._thinking.source)
         tokens = self._tokens
         tokens.display = sources
         tokens.refresh(layout=True)
 
     async def _stop_stream(self) -> None:
-        if self._stream is not None:
-            stream, self._stream = self._stream, None
-            await stream.stop()
+        for stream in (self._stream, self._thinking_stream):
+            if stream is not None:
+                await stream.stop()
+        self._stream = self._thinking_stream = None
 
     def _note(self) -> str:
         if self.streaming:

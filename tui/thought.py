@@ -1,11 +1,13 @@
-"""A thinking model's reasoning, shown apart in a reply's Markdown face: as a
-block quote above the answer (localspec/reasoning.py tells them apart). The
-token face shows the reply as written, tags and all."""
+"""A thinking model's reasoning, shown apart in a reply's Markdown face: in
+its own block above the answer (localspec/reasoning.py tells them apart).
+The token face shows the reply as written, tags and all."""
 
 from __future__ import annotations
 
 from localspec.errors import LocalspecError
-from localspec.reasoning import END, START, Reasoning
+from localspec.reasoning import Reasoning
+
+STATS_KEY = "reasoning_open"  # in a stored reply's stats: how it reasoned (absent: it did not)
 
 
 def reasoning_of(engine) -> Reasoning | None:
@@ -13,50 +15,26 @@ def reasoning_of(engine) -> Reasoning | None:
     its template no other variables, so one rendering tells)."""
     try:
         prompt = engine.render_chat([{"role": "user", "content": "hi"}])
-    except LocalspecError:  # no template: nothing to show apart
+    except LocalspecError:  # no template, or one that renders nothing: each reply will say so
         return None
     return Reasoning.of(engine.chat_template, prompt)
 
 
-def reasoning_in(text: str) -> Reasoning | None:
-    """A stored reply's reasoning, read from its text alone: one that closed
-    its reasoning shows it; begun by the model or by the prompt."""
-    if END not in text:
-        return None
-    return Reasoning(open=not text.lstrip().startswith(START))
+def reasoning_in(stats: dict | None) -> Reasoning | None:
+    """A stored reply's, as its stats recorded it."""
+    opened = (stats or {}).get(STATS_KEY)
+    return Reasoning(open=opened) if isinstance(opened, bool) else None
 
 
-class ThoughtMarkdown:
-    """Reply text in, Markdown out, piece by piece: the reasoning quoted, a
-    blank line, then the answer."""
-
-    def __init__(self, reasoning: Reasoning):
-        self.split = reasoning.split()
-        self._quoting = False  # inside the quote: each line must carry its marker
-        self._answering = False
-
-    def push(self, text: str) -> str:
-        return self._markdown(*self.split.push(text))
-
-    def finish(self) -> str:
-        return self._markdown(*self.split.finish())
-
-    def _markdown(self, reasoning: str, answer: str) -> str:
-        out = ""
-        if reasoning:
-            out += ("" if self._quoting else "> ") + reasoning.replace("\n", "\n> ")
-            self._quoting = True
-        if answer:
-            if self._quoting and not self._answering:
-                out += "\n\n"
-            self._answering = True
-            out += answer
-        return out
+def stats_of(reasoning: Reasoning | None) -> dict:
+    return {STATS_KEY: reasoning.open} if reasoning else {}
 
 
-def markdown_of(text: str, reasoning: Reasoning | None) -> str:
-    """A whole reply's Markdown (as written when it does not reason)."""
+def split_reply(text: str, reasoning: Reasoning | None, ended: bool = True) -> tuple[str, str]:
+    """(reasoning, answer) of a reply's text; not `ended`, what may still be
+    the beginning of a tag stays out, as it does while the reply streams."""
     if reasoning is None:
-        return text
-    thought = ThoughtMarkdown(reasoning)
-    return thought.push(text) + thought.finish()
+        return "", text
+    split = reasoning.split()
+    (r, a), (r2, a2) = split.push(text), split.finish() if ended else ("", "")
+    return r + r2, a + a2
