@@ -211,6 +211,12 @@ class Model:
             tokens = tokens[1:]
         return tokens
 
+    def single_tokens(self, markers: Sequence[str]) -> frozenset[int]:
+        """Ids of the markers that are one token each (a model's tool-call or
+        reasoning tags: a control token's text is otherwise left out of a reply)."""
+        ids = [self.tokenize(m, add_special=False, parse_special=True) for m in markers]
+        return frozenset(t[0] for t in ids if len(t) == 1)
+
     def piece(self, token: int, special: bool = False) -> bytes:
         buf = self._piece_buf
         n = llama_cpp.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, special)

@@ -134,6 +134,10 @@ class Engine:
     def chat_template(self) -> str | None:
         return self._template
 
+    def single_tokens(self, markers: Sequence[str]) -> frozenset[int]:
+        """The target's ids of the markers that are one token each (Model.single_tokens)."""
+        return self.target.single_tokens(markers)
+
     def render_chat(
         self, messages: list[dict], tools: list[dict] | None = None, template_kwargs: dict | None = None
     ) -> str:

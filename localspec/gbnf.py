@@ -24,12 +24,12 @@ def until_rules(name: str, delimiter: str) -> list[str]:
             if to:
                 named.add(c)
                 if to < len(delimiter):
-                    ways.append(f"[{class_char(c)}] {state(to)}")
-        others = "".join(class_char(c) for c in sorted(named))
+                    ways.append(f"[{_class_char(c)}] {state(to)}")
+        others = "".join(_class_char(c) for c in sorted(named))
         rules.append(f"{state(i)} ::= | {' | '.join([*ways, f'[^{others}] {state(0)}'])}")
     return rules
 
 
-def class_char(c: str) -> str:
+def _class_char(c: str) -> str:
     """`c` inside a GBNF [class] (llama.cpp's parser takes only these escapes; ^ by its code, as it could come first)."""
     return {"\n": "\\n", "\t": "\\t", "\r": "\\r", "]": "\\]", "-": "\\-", "\\": "\\\\", "^": "\\x5E"}.get(c, c)

@@ -102,8 +102,7 @@ class Generation:
         if options.grammar and options.grammar_trigger:
             self.grammar = LazyGrammar(target.model, options.grammar, options.grammar_trigger, reasoning=reasoning)
         elif options.grammar and reasoning:
-            rules, root = reasoning.grammar_rules("root")
-            self.grammar = Grammar(target.model, options.grammar.rstrip("\n") + "\n" + rules, root)
+            self.grammar = Grammar(target.model, *reasoning.around(options.grammar))
         elif options.grammar:
             self.grammar = Grammar(target.model, options.grammar)
 

@@ -10,13 +10,14 @@ answer text, as llama.cpp reads it.
 `ReasoningSplit` reads a reply, whole or piece by piece, into its reasoning
 (trimmed, as llama-server returns `reasoning_content`) and its answer (the
 space between the end tag and the answer dropped; an answer with no
-reasoning before it is kept as written); `grammar_rules` lets a grammar that
+reasoning before it is kept as written); `around` lets a grammar that
 holds the answer (a forced tool call, a response_format) leave the
 reasoning free.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from localspec.gbnf import until_rules
@@ -43,17 +44,24 @@ class Reasoning:
     def split(self) -> ReasoningSplit:
         return ReasoningSplit(self.open)
 
-    def grammar_rules(self, root: str) -> tuple[str, str]:
-        """(GBNF rules, the name of their root): any reasoning, then what `root`
-        allows. Open, the reply must close the reasoning first; otherwise it
-        may begin with a whole <think>..</think> or with the answer at once."""
-        rules = [*until_rules("reasoning-text", END), r"reasoning-ws ::= [ \t\n]{0,20}"]
-        body = f'reasoning-text "{END}" reasoning-ws {root}'
+    def around(self, gbnf: str, root: str = "root") -> tuple[str, str]:
+        """(`gbnf` with rules added, the name of their root): any reasoning,
+        then what `root` allows. Open, the reply must close the reasoning
+        first; otherwise it may begin with a whole <think>..</think> or with
+        the answer at once. The added rules are named apart from gbnf's (a
+        JSON schema's converter names rules after properties, "reasoning" among them)."""
+        name, n = "reasoning", 0
+        while re.search(rf"^\s*{name}-", gbnf, re.M):
+            n += 1
+            name = f"reasoning{n}"
+        text, ws = f"{name}-text", f"{name}-ws"
+        rules = [*until_rules(text, END), rf"{ws} ::= [ \t\n]{{0,20}}"]
+        body = f'{text} "{END}" {ws} {root}'
         if self.open:
-            rules.append(f"reasoning-root ::= {body}")
+            rules.append(f"{name}-root ::= {body}")
         else:
-            rules.append(f'reasoning-root ::= reasoning-ws "{START}" {body} | {root}')
-        return "\n".join(rules) + "\n", "reasoning-root"
+            rules.append(f'{name}-root ::= {ws} "{START}" {body} | {root}')
+        return gbnf.rstrip("\n") + "\n" + "\n".join(rules) + "\n", f"{name}-root"
 
 
 class ReasoningSplit:

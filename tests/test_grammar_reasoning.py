@@ -11,7 +11,7 @@ import pytest
 from localspec.backend import Model
 from localspec.engine import load_engine
 from localspec.generate import GenerateOptions
-from localspec.grammar import Grammar, LazyGrammar
+from localspec.grammar import Grammar, LazyGrammar, schema_to_gbnf
 from localspec.lossless import TIE_MARGIN
 from localspec.reasoning import Reasoning
 from test_lossless import assert_lossless
@@ -28,8 +28,7 @@ def model(smollm2_path):
 
 
 def forced(model: Model, open_: bool) -> Grammar:
-    rules, root = Reasoning(open_).grammar_rules("root")
-    return Grammar(model, YES_NO + rules, root)
+    return Grammar(model, *Reasoning(open_).around(YES_NO))
 
 
 def walk(model: Model, grammar, text: str) -> bool:
@@ -104,3 +103,16 @@ def test_speculation_under_a_reasoning_grammar_writes_what_plain_decoding_writes
     plain, spec = run("none"), run(method)
     assert_lossless(plain, spec, TIE_MARGIN)
     assert plain.text and spec.counters.drafted > 0
+
+
+def test_a_schema_whose_rules_share_the_reasoning_names_still_holds_the_answer(model):
+    # The converter names rules after properties: here reasoning, reasoning-text, ...
+    schema = {"type": "object", "properties": {"reasoning": {"type": "object", "properties": {
+        "text": {"type": "object", "properties": {"a": {"type": "integer"}}}}}}}  # fmt: skip
+    gbnf = schema_to_gbnf(schema)
+    assert "\nreasoning-text ::=" in gbnf
+    g = Grammar(model, *Reasoning(open=True).around(gbnf))
+    assert walk(model, g, 'I think {"a": 1} fits.</think>\n{"reasoning": {"text": {"a": 1}}}')
+    assert g.allowed(model.eos)
+    g.reset()
+    assert not walk(model, g, '</think>{"reasoning": {"text": "free"}}')

@@ -74,8 +74,15 @@ def test_an_answer_at_once_is_given_out_at_once():
 
 
 def test_the_grammar_rules_let_the_reasoning_come_first():
-    rules, root = Reasoning(open=True).grammar_rules("root")
-    assert root == "reasoning-root"
-    assert 'reasoning-root ::= reasoning-text "</think>" reasoning-ws root' in rules
-    rules, _ = Reasoning(open=False).grammar_rules("root")
-    assert 'reasoning-root ::= reasoning-ws "<think>" reasoning-text "</think>" reasoning-ws root | root' in rules
+    gbnf, root = Reasoning(open=True).around('root ::= "x"\n')
+    assert root == "reasoning-root" and gbnf.startswith('root ::= "x"\n')
+    assert 'reasoning-root ::= reasoning-text "</think>" reasoning-ws root' in gbnf
+    gbnf, _ = Reasoning(open=False).around('root ::= "x"\n')
+    assert 'reasoning-root ::= reasoning-ws "<think>" reasoning-text "</think>" reasoning-ws root | root' in gbnf
+
+
+def test_the_added_rules_are_named_apart_from_the_grammars_own():
+    schema_like = 'root ::= "{" reasoning-text "}"\nreasoning-text ::= [a-z]+\n'
+    gbnf, root = Reasoning(open=True).around(schema_like)
+    assert root == "reasoning1-root" and "reasoning-text ::= [a-z]+" in gbnf
+    assert 'reasoning1-root ::= reasoning1-text "</think>" reasoning1-ws root' in gbnf

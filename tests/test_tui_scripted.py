@@ -67,6 +67,9 @@ class ScriptedEngine:
             messages=messages
         ).prompt
 
+    def single_tokens(self, markers) -> frozenset[int]:
+        return frozenset(range(len(markers)))  # stand-in ids, one per marker
+
     def chat_tokens(self, messages, continuation: str = "") -> list[int]:
         """A stand-in tokenizer: a token per word, three per message for the
         template, one to begin (what tui.window counts)."""

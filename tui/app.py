@@ -57,7 +57,7 @@ from tui.screen import ChatScreen
 from tui.screens import ExportScreen, HistoryScreen, PairPickerScreen, SettingsScreen
 from tui.stats import StatsPanel
 from tui.store import ChatSettings, ChatStore, Conversation, title_for, to_markdown
-from tui.thought import reasoning_of
+from tui.thought import reasoning_of, shown_tags
 from tui.window import ROLLING, Turn, choose
 
 if TYPE_CHECKING:
@@ -112,6 +112,7 @@ class ChatApp(KeyedApp):
         self.keymap: dict[str, str] = {}
         self.engine: Engine | None = None
         self.reasoning: Reasoning | None = None  # how the loaded model's replies may reason (tui.thought)
+        self._think_tags: frozenset[int] = frozenset()  # their tags' ids, shown in the reply
         self.loading = False
         self.settings = ChatSettings()
         self.conversation: Conversation | None = None
@@ -200,11 +201,12 @@ class ChatApp(KeyedApp):
             self.post_message(LoadFailed(f"{type(e).__name__}: {e}"))
             return
         reasoning = reasoning_of(engine)
+        tags = shown_tags(engine, reasoning)
         with self._engine_lock:
             if self._closing:
                 engine.close()
                 return
-            self.engine, self.reasoning = engine, reasoning
+            self.engine, self.reasoning, self._think_tags = engine, reasoning, tags
         self.post_message(EngineReady())
 
     @work(thread=True, group="generate", exit_on_error=False)
@@ -479,7 +481,8 @@ class ChatApp(KeyedApp):
         self._feed, self._unshown = StepFeed(), []
         self.stats.start_reply()
         self.refresh_bindings()
-        options = GenerateOptions(max_tokens=s.max_tokens, sampling=SamplingParams(temp=s.temperature, top_p=s.top_p))
+        sampling = SamplingParams(temp=s.temperature, top_p=s.top_p)
+        options = GenerateOptions(max_tokens=s.max_tokens, sampling=sampling, shown_specials=self._think_tags)
         self._streaming(True)
         self._generate(turn, options, reply, self._feed)
 

@@ -5,9 +5,14 @@ The token face shows the reply as written, tags and all."""
 from __future__ import annotations
 
 from localspec.errors import LocalspecError
-from localspec.reasoning import Reasoning
+from localspec.reasoning import END, START, Reasoning
 
 STATS_KEY = "reasoning_open"  # in a stored reply's stats: how it reasoned (absent: it did not)
+
+
+def shown_tags(engine, reasoning: Reasoning | None) -> frozenset[int]:
+    """The reasoning tags' token ids, for a reply that must show them to be told apart."""
+    return engine.single_tokens((START, END)) if reasoning else frozenset()
 
 
 def reasoning_of(engine) -> Reasoning | None:
@@ -36,5 +41,6 @@ def split_reply(text: str, reasoning: Reasoning | None, ended: bool = True) -> t
     if reasoning is None:
         return "", text
     split = reasoning.split()
-    (r, a), (r2, a2) = split.push(text), split.finish() if ended else ("", "")
+    r, a = split.push(text)
+    r2, a2 = split.finish() if ended else ("", "")
     return r + r2, a + a2

@@ -271,11 +271,8 @@ def create_app(worker: Worker, api_key: str | None = None) -> FastAPI:
     n_ctx = engine.target_ctx.n_ctx
     token_bytes = token_bytes_of(engine.target)
     template_tools = tools.TemplateTools.probe(model_name, engine.chat_template)
-    def tokenize(text: str) -> list[int]:
-        return engine.target.tokenize(text, add_special=False, parse_special=True)
-
-    call_tags = tools.single_tokens(template_tools.family.markers if template_tools.family else (), tokenize)
-    think_tags = tools.single_tokens((START, END), tokenize)
+    call_tags = engine.target.single_tokens(template_tools.family.markers if template_tools.family else ())
+    think_tags = engine.target.single_tokens((START, END))
 
     app = FastAPI(title="localspec", docs_url=None, redoc_url=None)
     # The last added runs first: the key is checked before the body is read.
@@ -342,8 +339,9 @@ def create_app(worker: Worker, api_key: str | None = None) -> FastAPI:
                 raise tools.RequestError("give tools or a grammar/response_format, not both (or tool_choice none)", "tools")
             options.shown_specials = call_tags
             options.grammar, options.grammar_trigger = plan.grammar, plan.trigger
-        # (The template alone, not the engine's state: safe beside the engine's thread.)
-        prompt = engine.render_chat(plan.messages, plan.tools, body.template_kwargs())
+        # Off the event loop (a long history takes a while), and safe beside the
+        # engine's thread: the template and the vocabulary alone.
+        prompt = await asyncio.to_thread(engine.render_chat, plan.messages, plan.tools, body.template_kwargs())
         options.reasoning = Reasoning.of(engine.chat_template, prompt)
         if options.reasoning:
             options.shown_specials |= think_tags

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
@@ -215,10 +215,3 @@ def _arguments(value: str | dict, tt: TemplateTools, param: str) -> str | dict:
     if not isinstance(parsed, dict):
         raise RequestError("the arguments of a tool call must be a JSON object", param)
     return parsed if tt.object_arguments else value
-
-
-def single_tokens(markers: Sequence[str], tokenize: Callable[[str], list[int]]) -> frozenset[int]:
-    """Token ids of the markers that are single tokens (a model's tool-call or
-    reasoning tags: a control token's text would otherwise be left out of the reply)."""
-    ids = [tokenize(marker) for marker in markers]
-    return frozenset(t[0] for t in ids if len(t) == 1)
