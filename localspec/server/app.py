@@ -271,8 +271,8 @@ def create_app(worker: Worker, api_key: str | None = None) -> FastAPI:
     n_ctx = engine.target_ctx.n_ctx
     token_bytes = token_bytes_of(engine.target)
     template_tools = tools.TemplateTools.probe(model_name, engine.chat_template)
-    call_tags = engine.target.single_tokens(template_tools.family.markers if template_tools.family else ())
-    think_tags = engine.target.single_tokens((START, END))
+    call_tags = engine.single_tokens(template_tools.family.markers if template_tools.family else ())
+    think_tags = engine.single_tokens((START, END))
 
     app = FastAPI(title="localspec", docs_url=None, redoc_url=None)
     # The last added runs first: the key is checked before the body is read.
