@@ -151,3 +151,4 @@ class GenerationResult:
     counters: Counters
     trace: list[EmittedToken]  # every token generated
     released: list[EmittedToken] = field(default_factory=list)  # those whose text is in `text` (stop strings cut)
+    pieces: list[str] = field(default_factory=list)  # the text each of `released` added: they join to `text`

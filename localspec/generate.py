@@ -131,6 +131,7 @@ class Generation:
         generated: list[int] = []
         trace: list[EmittedToken] = []
         released: list[EmittedToken] = []
+        released_pieces: list[str] = []
         release = StopHoldback(opts.stop)
         stop_reason: StopReason | None = None
         gen_start = time.perf_counter()
@@ -217,6 +218,7 @@ class Generation:
             )
             shown, pieces, hit = release.push(emitted, [text_stream.push(t.id) for t in emitted], last)
             released.extend(shown)
+            released_pieces.extend(pieces)
             if hit:
                 stop_reason = "stop"
             delta = "".join(pieces)
@@ -246,7 +248,7 @@ class Generation:
             yield event
 
         counters.gen_s = time.perf_counter() - gen_start
-        self.result = GenerationResult(release.text, generated, stop_reason, counters, trace, released)
+        self.result = GenerationResult(release.text, generated, stop_reason, counters, trace, released, released_pieces)
 
 
 class StopHoldback:

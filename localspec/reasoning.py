@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Sequence
 
 from localspec.gbnf import until_rules
 
@@ -43,6 +44,23 @@ class Reasoning:
 
     def split(self) -> ReasoningSplit:
         return ReasoningSplit(self.open)
+
+    def answer_at(self, text: str) -> int | None:
+        """Where in the reply `text` the answer begins, as ReasoningSplit reads
+        it: after the end tag and the space behind it; 0 when it had no
+        reasoning, None when it never left it."""
+        if self.open:
+            at = 0
+        else:
+            lead = len(text) - len(text.lstrip(_WS))
+            if not text.startswith(START, lead):
+                return 0
+            at = lead + len(START)
+        end = text.find(END, at)
+        if end < 0:
+            return None
+        end += len(END)
+        return len(text) - len(text[end:].lstrip(_WS))
 
     def around(self, gbnf: str, root: str = "root") -> tuple[str, str]:
         """(`gbnf` with rules added, the name of their root): any reasoning,
@@ -122,6 +140,21 @@ class ReasoningSplit:
         if self.state == "reasoning":
             return held.rstrip(_WS), ""
         return "", held
+
+
+def reasoning_tokens(reasoning: Reasoning, pieces: Sequence[str]) -> int:
+    """How many of a reply's tokens are reasoning (OpenAI's usage counts
+    them): those that begin before its answer. `pieces` is the text each
+    token added (a token that ends mid-character adds "")."""
+    answer_at = reasoning.answer_at("".join(pieces))
+    if answer_at is None:
+        return len(pieces)
+    n, at = 0, 0
+    for piece in pieces:
+        if at >= answer_at:
+            break
+        n, at = n + 1, at + len(piece)
+    return n
 
 
 def _open_tail(text: str) -> int:

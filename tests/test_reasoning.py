@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from localspec.reasoning import Reasoning, ReasoningSplit
+from localspec.reasoning import Reasoning, ReasoningSplit, reasoning_tokens
 
 CASES = [
     # (prompt opens <think>, reply, reasoning, answer)
@@ -26,6 +26,10 @@ CASES = [
     (False, "  indented answer", "", "  indented answer"),
     (False, "", "", ""),
     (False, "<think>never closed", "never closed", ""),
+    (True, "done\n</think>\n\n", "done", ""),  # nothing but space after the tag
+    (True, "  \n", "", ""),
+    (False, "  \n", "", "  \n"),
+    (False, " <think></think> ", "", ""),
 ]
 
 
@@ -53,6 +57,28 @@ def test_any_pieces_read_as_the_whole(open_, reply, reasoning, answer):
         cuts.append([reply[a:b] for a, b in zip([0, *points], [*points, len(reply)])])
     for pieces in cuts:
         assert read(Reasoning(open_).split(), pieces) == (reasoning, answer), pieces
+
+
+@pytest.mark.parametrize("open_, reply, reasoning, answer", CASES)
+def test_the_answer_begins_where_the_split_reads_it(open_, reply, reasoning, answer):
+    at = Reasoning(open_).answer_at(reply)
+    assert (reply[at:] if at is not None else "") == answer
+    assert at is not None or read(Reasoning(open_).split(), [reply])[0] == reasoning.strip()
+
+
+@pytest.mark.parametrize(
+    "open_, pieces, n",
+    [
+        (True, ["hm", "m\n</", "think", ">\n\n", "\nThe", " end"], 5),  # the token carrying the space before the answer counts
+        (True, ["hm", "m", "</think>", "The", " end"], 3),  # (a control token's piece is its tag)
+        (True, ["still", " think", "", "ing\u00e9"], 4),  # never closed: every token, "" pieces (half a character) too
+        (False, ["The", " answer"], 0),
+        (False, ["<think>", "x", "</think>", "Hi"], 3),
+        (True, [], 0),
+    ],
+)
+def test_the_tokens_that_begin_before_the_answer_are_the_reasonings(open_, pieces, n):
+    assert reasoning_tokens(Reasoning(open_), pieces) == n
 
 
 def test_nothing_waits_that_cannot_be_a_tag_or_trimmed():

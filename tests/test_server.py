@@ -108,6 +108,7 @@ def test_chat_equals_run(server, chat_ref):
     assert choice.finish_reason == finish_for(chat_ref)
     assert resp.usage.completion_tokens == len(chat_ref["tokens"])
     assert resp.usage.total_tokens == resp.usage.prompt_tokens + resp.usage.completion_tokens
+    assert resp.usage.completion_tokens_details.reasoning_tokens == 0  # (a template that does not think)
 
 
 def test_chat_stream_equals_run(server, chat_ref):

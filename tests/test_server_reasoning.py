@@ -7,6 +7,7 @@ reasoning of earlier turns goes back to them: the pure tests at the end."""
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import pytest
@@ -92,15 +93,36 @@ def test_reasoning_format_none_leaves_the_reply_as_written(server, answered):
     assert END in message.content
     whole = answered.choices[0].message
     assert read_whole(message.content) == (whole.reasoning_content, whole.content)
+    legacy = ask(server, max_tokens=150, extra_body={"reasoning_format": "deepseek-legacy"}).choices[0].message
+    assert (legacy.reasoning_content, legacy.content) == (whole.reasoning_content, message.content)
+
+
+@pytest.mark.qwen
+@pytest.mark.models
+def test_usage_counts_the_reasoning_tokens(server, answered):
+    # The tokens as written, in bytes from logprobs: those that begin before the answer are reasoning.
+    resp = ask(server, max_tokens=150, logprobs=True, extra_body={"reasoning_format": "none"})
+    pieces = [bytes(entry.bytes) for entry in resp.choices[0].logprobs.content]
+    written = b"".join(pieces)
+    end = written.index(END.encode()) + len(END)
+    answer_at = len(written) - len(written[end:].lstrip())
+    n = sum(1 for start in itertools.accumulate(map(len, pieces[:-1]), initial=0) if start < answer_at)
+    assert 0 < n < resp.usage.completion_tokens
+    assert resp.usage.completion_tokens_details.reasoning_tokens == n
+    assert answered.usage.completion_tokens_details.reasoning_tokens == n
+    chunks = list(ask(server, max_tokens=150, stream=True, stream_options={"include_usage": True}))
+    assert chunks[-1].usage.completion_tokens_details.reasoning_tokens == n
 
 
 @pytest.mark.qwen
 @pytest.mark.models
 def test_thinking_turned_off_answers_at_once(server):
     for extra in ({"chat_template_kwargs": {"enable_thinking": False}}, {"reasoning_effort": "none"}):
-        message = ask(server, max_tokens=60, extra_body=extra).choices[0].message
+        resp = ask(server, max_tokens=60, extra_body=extra)
+        message = resp.choices[0].message
         assert getattr(message, "reasoning_content", None) is None and message.content, extra
         assert END not in message.content, extra
+        assert resp.usage.completion_tokens_details.reasoning_tokens == 0, extra
 
 
 @pytest.mark.qwen
@@ -177,18 +199,33 @@ def test_earlier_reasoning_goes_back_to_the_template():
     assert "<think>\nI should call get_weather.\n</think>" in prompt
 
 
+@pytest.mark.parametrize(
+    "pieces, n",
+    [
+        (["First", " step", ".\n</th", "ink>\n\nIt", " is", " 4."], 4),  # the token that begins the answer after the tag counts
+        (["First", " step", "."], 3),  # cut by a stop string ("\n</"): the clipped token's piece ends the text
+    ],
+)
+def test_usage_counts_the_tokens_before_the_answer(pieces, n):
+    result = GenerationResult("".join(pieces), [], "eog", Counters(n_generated=len(pieces)), [], [], pieces)
+    for reasoning, expected in [(Reasoning(open=True), n), (Reasoning(open=False), 0), (None, 0)]:
+        usage = ChatShape("m", "lookup", False, None, Metrics(), reasoning).whole(("done", result, {}, 10))["usage"]
+        assert usage["completion_tokens_details"] == {"reasoning_tokens": expected}
+
+
 CALL = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>'
 THOUGHT = f"I could write {CALL[:40]}, but first: is it {CALL}? Hmm."
 
 
-@pytest.mark.parametrize("apart", [True, False])
+@pytest.mark.parametrize("format_", ["deepseek", "none", "deepseek-legacy"])
 @pytest.mark.parametrize("stream", [True, False])
-def test_only_the_answer_is_read_for_calls(apart, stream):
+def test_only_the_answer_is_read_for_calls(format_, stream):
     """A call written while the model thinks is reasoning, not a call, with
-    reasoning_format none too (then it stays in content, as written)."""
+    reasoning_format none too (then it stays in content, as written), or
+    deepseek-legacy (both)."""
     reply = f"{THOUGHT}\n{END}\n\n{CALL.replace('Paris', 'Rome')}"
     stream_ = ToolStream(FAMILIES["hermes"], ["get_weather"], parameters={"get_weather": WEATHER["function"]["parameters"]})
-    shape = ChatShape("m", "lookup", False, stream_, Metrics(), Reasoning(open=True), apart)
+    shape = ChatShape("m", "lookup", False, stream_, Metrics(), Reasoning(open=True), format_)
     done = ("done", GenerationResult(reply, [], "eog", Counters(), []), {}, 10)
     if stream:
         deltas = [c["choices"][0]["delta"] for i in range(0, len(reply), 7) for c in shape.piece(reply[i : i + 7])]
@@ -203,7 +240,6 @@ def test_only_the_answer_is_read_for_calls(apart, stream):
         (call,) = message["tool_calls"]
         arguments = call["function"]["arguments"]
     assert json.loads(arguments) == {"city": "Rome"}
-    if apart:
-        assert (reasoning, content) == (THOUGHT, "")
-    else:
-        assert reasoning == "" and content == f"{THOUGHT}\n{END}\n\n"
+    as_written = f"{THOUGHT}\n{END}\n\n"
+    expected = {"deepseek": (THOUGHT, ""), "none": ("", as_written), "deepseek-legacy": (THOUGHT, as_written)}
+    assert (reasoning, content) == expected[format_]

@@ -30,7 +30,7 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from localspec.errors import LocalspecError
-from localspec.reasoning import END, START, Reasoning
+from localspec.reasoning import END, START, Reasoning, reasoning_tokens
 from localspec.server import stats, tools
 from localspec.server.limits import BodyLimit, body_limit
 from localspec.server.logprobs import WithLogprobs, token_bytes_of
@@ -123,11 +123,14 @@ class _Shape:
             "localspec": stats.localspec_stats(result, methods, self.method),
         }
 
+    def _usage(self, done: tuple) -> dict:
+        _, result, _, n_prompt = done
+        return stats.usage(result, n_prompt)
+
     def _usage_chunk(self, done: tuple) -> list[dict]:
         if not self.include_usage:
             return []
-        _, result, _, n_prompt = done
-        return [{**self._chunk([]), "usage": stats.usage(result, n_prompt)}]
+        return [{**self._chunk([]), "usage": self._usage(done)}]
 
     def _chunk(self, choices: list) -> dict:
         out = self._base(self.chunk_object, choices)
@@ -142,9 +145,10 @@ class _Shape:
 
 class ChatShape(_Shape):
     """With `reasoning`, a thinking model's reasoning is read apart from its
-    answer and returned as `reasoning_content` (or, `apart` False, left in
-    `content` as written); with `tools` (a ToolStream), the answer alone is
-    read for tool calls. Both on the way out, streamed or whole, by the same code."""
+    answer and returned as `reasoning_content`; by `reasoning_format`, as
+    llama-server's: "none" leaves it in `content` as written instead,
+    "deepseek-legacy" does both. With `tools` (a ToolStream), the answer alone
+    is read for tool calls. Both on the way out, streamed or whole, by the same code."""
 
     prefix = "chatcmpl-"
     chunk_object = "chat.completion.chunk"
@@ -157,14 +161,16 @@ class ChatShape(_Shape):
         tools: ToolStream | None,
         metrics: stats.Metrics,
         reasoning: Reasoning | None = None,
-        apart: bool = True,
+        reasoning_format: str = "deepseek",
     ):
         super().__init__(model, method, include_usage)
         self.tools = tools
         self.metrics = metrics
+        self.reasoning = reasoning
         self.split = reasoning.split() if reasoning else None
-        self.apart = apart
-        self._written = ""  # (apart False) text read and not yet given out
+        self.apart = reasoning_format != "none"  # the reasoning given as reasoning_content
+        self.as_written = reasoning_format in ("none", "deepseek-legacy")  # and kept in content, tags and all
+        self._written = ""  # (as_written) text read and not yet given out
 
     def _delta(self, delta: dict, finish: str | None = None) -> dict:
         return self._chunk([{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}])
@@ -181,13 +187,14 @@ class ChatShape(_Shape):
         if self.split is None:
             return "", "", text
         reasoning, answer = self.split.finish() if last else self.split.push(text)
-        if self.apart:
+        reasoning = reasoning if self.apart else ""
+        if not self.as_written:
             return reasoning, "", answer
         self._written += text
         if self.split.deciding:
-            return "", "", ""
+            return reasoning, "", ""
         written, self._written = self._written[: len(self._written) - len(answer)], ""
-        return "", written, answer
+        return reasoning, written, answer
 
     def _parts(self, reasoning: str, written: str, answer: str) -> list[dict]:
         out = [self._delta({"reasoning_content": reasoning})] if reasoning else []
@@ -197,6 +204,11 @@ class ChatShape(_Shape):
         if self.tools is None:
             return [*out, self._delta({"content": answer})]
         return [*out, *(self._delta(d) for d in self.tools.push(answer))]
+
+    def _usage(self, done: tuple) -> dict:
+        _, result, _, n_prompt = done
+        n = reasoning_tokens(self.reasoning, result.pieces) if self.reasoning else 0
+        return stats.usage(result, n_prompt, reasoning_tokens=n)
 
     def _finish_reason(self, result) -> str:
         if self.tools is None:
@@ -211,7 +223,7 @@ class ChatShape(_Shape):
         return [*rest, final, *self._usage_chunk(done)]
 
     def whole(self, done: tuple) -> dict:
-        _, result, _, n_prompt = done
+        result = done[1]
         (r, w, a), (r2, w2, a2) = self._separate(result.text), self._separate("", last=True)
         reasoning, written, answer = r + r2, w + w2, a + a2
         if self.tools is None:
@@ -227,7 +239,7 @@ class ChatShape(_Shape):
         choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": self._finish_reason(result)}
         return {
             **self._base("chat.completion", [choice]),
-            "usage": stats.usage(result, n_prompt),
+            "usage": self._usage(done),
             **self._stats(done),
         }
 
@@ -345,8 +357,10 @@ def create_app(worker: Worker, api_key: str | None = None) -> FastAPI:
         options.reasoning = Reasoning.of(engine.chat_template, prompt)
         if options.reasoning:
             options.shown_specials |= think_tags
-        apart = body.reasoning_format != "none"
-        shape = ChatShape(model_name, engine.method, body.include_usage, plan.stream(), metrics, options.reasoning, apart)
+        shape = ChatShape(
+            model_name, engine.method, body.include_usage, plan.stream(), metrics,
+            options.reasoning, body.reasoning_format or "deepseek",
+        )  # fmt: skip
         shape = with_logprobs(shape, options)
         return await generate(
             request, body.stream, shape, lambda eng, cancel: eng.chat(plan.messages, options, cancel, rendered=prompt)

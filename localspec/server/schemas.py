@@ -201,7 +201,8 @@ class ChatRequest(_Sampling):
 
     # Thinking models (localspec/reasoning.py), as llama-server takes them.
     chat_template_kwargs: dict[str, Any] | None = None  # more variables for the template (enable_thinking, ...)
-    reasoning_format: Literal["none", "auto", "deepseek"] | None = None  # none: reasoning stays in content
+    # none: the reasoning stays in content; deepseek-legacy: in both
+    reasoning_format: Literal["none", "auto", "deepseek", "deepseek-legacy"] | None = None
     reasoning_effort: str | None = None  # "none" turns thinking off; other values go to the template
 
     @field_validator("chat_template_kwargs")

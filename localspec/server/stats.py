@@ -61,9 +61,14 @@ def finish_reason(result: GenerationResult) -> str:
     return "length" if result.stop_reason in ("max_tokens", "context_full") else "stop"
 
 
-def usage(result: GenerationResult, n_prompt: int) -> dict:
+def usage(result: GenerationResult, n_prompt: int, reasoning_tokens: int | None = None) -> dict:
+    """OpenAI's usage; a chat completion's also says how many of its tokens
+    were reasoning (`reasoning_tokens`: 0 for a model that does not think)."""
     n = result.counters.n_generated
-    return {"prompt_tokens": n_prompt, "completion_tokens": n, "total_tokens": n_prompt + n}
+    out = {"prompt_tokens": n_prompt, "completion_tokens": n, "total_tokens": n_prompt + n}
+    if reasoning_tokens is not None:
+        out["completion_tokens_details"] = {"reasoning_tokens": reasoning_tokens}
+    return out
 
 
 _COUNTERS = {
