@@ -105,6 +105,27 @@ async def test_a_thinking_reply_streams_its_reasoning_apart(dirs):
 
 
 @async_test
+async def test_a_reply_cut_inside_the_end_tag_continues_without_it(dirs):
+    cut = [step("First", " thought"), step(" </th")]
+    engine = ScriptedEngine([cut, [step("ink>\n\n"), step("It", " is 4.")]], chat_template=OPENS, final_stop="context_full")
+    app = app_for(engine)
+    async with app.run_test() as pilot:
+        await ready(pilot)
+        await pilot.press("ctrl+t")
+        await send(pilot, "2 + 2?")
+        reply = await reply_done(pilot)
+        assert faces(reply) == ("First thought </th", "")  # ended there: all of it is reasoning
+        engine.final_stop, engine.pause_after = None, 1
+        await pilot.press("f5")
+        await until(pilot, engine.paused.is_set)
+        await until(pilot, lambda: faces(reply) == ("First thought", ""))
+        engine.resume.set()
+        reply = await reply_done(pilot)
+        assert reply.text == "First thought </think>\n\nIt is 4."
+        assert faces(reply) == ("First thought", "It is 4.")
+
+
+@async_test
 async def test_a_model_that_does_not_think_is_shown_as_written(dirs):
     engine = ScriptedEngine([[step("a </think> b")]], chat_template=OPENS.replace("<think>\n", ""))
     async with app_for(engine).run_test() as pilot:

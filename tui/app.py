@@ -471,7 +471,7 @@ class ChatApp(KeyedApp):
                 old.set_hint("")
         if continuing is not None:
             reply = continuing
-            reply.resume()
+            await reply.resume()
         else:
             reply = ReplyView(self.show_sources, reasoning=self.reasoning)
             await self.chat_view.mount(reply)

@@ -216,13 +216,16 @@ class ReplyView(Vertical, can_focus=True):
                 self._stream = Markdown.get_stream(self._markdown)
             await self._stream.write(delta)
 
-    def resume(self) -> None:
+    async def resume(self) -> None:
         """Stream again, after its text: a reply the full context stopped, continued."""
         self._split = None
         self.prefix = self.text
+        ended = self._parts()
         self.streaming = True
         self._tokens.block = MIN_PAGE
         self.set_hint("")
+        if not self.show_sources and self._parts() != ended:
+            await self._render_whole()  # a cut tag ("</th") is held back again: the rest of it may come
 
     def set_hint(self, hint: str) -> None:
         self.hint = hint
