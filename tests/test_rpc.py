@@ -133,13 +133,18 @@ def test_plain_lookup_and_draft_over_rpc_equal_the_local_run(servers, smollm2_pa
     remote = load_engine(str(smollm2_path), str(smollm2_path), method="none", draft_max=5, rpc=endpoints(servers))
     try:
         assert [d["description"] for d in remote.target_ctx.devices] == [s.endpoint for s in servers]
+        drafted = {"lookup": 0, "draft": 0}
         for prompt in PROMPTS[:2]:
             plain = generate(local, "none", prompt, 48)
             assert generate(remote, "none", prompt, 48).tokens == plain.tokens
-            for method in ("lookup", "draft"):
+            for method in drafted:
                 spec = generate(remote, method, prompt, 48)
                 assert_lossless(plain, spec, TIE_MARGIN)
-                assert spec.counters.drafted > 0
+                drafted[method] += spec.counters.drafted
+        # Over both prompts: whether one reply repeats anything for lookup to
+        # draft depends on the CPU (its kernels round differently; on an AVX2
+        # Zen 3 the planets reply has no repeated n-gram).
+        assert all(drafted.values()), drafted
         assert set(remote.target_ctx.ping()) == {s.endpoint for s in servers}
     finally:
         remote.close()
