@@ -45,23 +45,6 @@ class Reasoning:
     def split(self) -> ReasoningSplit:
         return ReasoningSplit(self.open)
 
-    def answer_at(self, text: str) -> int | None:
-        """Where in the reply `text` the answer begins, as ReasoningSplit reads
-        it: after the end tag and the space behind it; 0 when it had no
-        reasoning, None when it never left it."""
-        if self.open:
-            at = 0
-        else:
-            lead = len(text) - len(text.lstrip(_WS))
-            if not text.startswith(START, lead):
-                return 0
-            at = lead + len(START)
-        end = text.find(END, at)
-        if end < 0:
-            return None
-        end += len(END)
-        return len(text) - len(text[end:].lstrip(_WS))
-
     def around(self, gbnf: str, root: str = "root") -> tuple[str, str]:
         """(`gbnf` with rules added, the name of their root): any reasoning,
         then what `root` allows. Open, the reply must close the reasoning
@@ -146,9 +129,12 @@ def reasoning_tokens(reasoning: Reasoning, pieces: Sequence[str]) -> int:
     """How many of a reply's tokens are reasoning (OpenAI's usage counts
     them): those that begin before its answer. `pieces` is the text each
     token added (a token that ends mid-character adds "")."""
-    answer_at = reasoning.answer_at("".join(pieces))
-    if answer_at is None:
+    text = "".join(pieces)
+    split = reasoning.split()
+    (_, answer), (_, rest) = split.push(text), split.finish()
+    if not split.answering:  # it never left its reasoning
         return len(pieces)
+    answer_at = len(text) - len(answer + rest)
     n, at = 0, 0
     for piece in pieces:
         if at >= answer_at:
