@@ -110,14 +110,27 @@ def rule_seconds(
     rule: dict[int, int],
     verify: Callable[[int], float],
     lengths: Sequence[int] = range(1, K_MAX + 1),
+    slow_start: bool = False,
 ) -> float:
     """Time to produce the text drafting k = rule[match bucket] lookup tokens
     at every step (or the longest of `lengths` that is proposed and fits), the
-    planner's way: a step keeps the agreed prefix plus the target's own token."""
+    planner's way: a step keeps the agreed prefix plus the target's own token.
+
+    `slow_start` holds the rule to the planner's cap past K_MAX (twice the
+    copy so far, plus one: controller.Planner), with the copy so far taken
+    from the previous proposal alone (its agreement, as far as the text has
+    come since; the planner also counts earlier proposals still pending) or
+    a match longer than K_MAX (scripts/slow_start_bound.py)."""
     i, n, total = 0, len(proposals), 0.0
+    previous: tuple[int, int] | None = None  # (position, agreement) of the latest proposal
     while i < n:
         p = proposals[i]
         most = min(rule[lookup_bucket(p.match_n)], p.length, n - 1 - i)  # no proposal: length 0
+        if slow_start:
+            run = min(previous[1], i - previous[0]) if previous else 0
+            most = min(most, max(K_MAX, 2 * max(run, p.match_n if p.match_n > K_MAX else 0) + 1))
+            if p.length:
+                previous = (i, p.agreement)
         k = max((k for k in lengths if k <= most), default=0)
         total += verify(k + 1)
         i += min(p.agreement, k) + 1
@@ -130,10 +143,10 @@ class PricedText(NamedTuple):
     lengths: Sequence[int] = range(1, K_MAX + 1)  # the draft lengths those costs let the planner choose
 
 
-def rule_speedup(texts: Sequence[PricedText], rule: dict[int, int]) -> float:
+def rule_speedup(texts: Sequence[PricedText], rule: dict[int, int], slow_start: bool = False) -> float:
     """Geometric mean over `texts` of the rule's speedup over plain decoding."""
     return geometric_mean(
-        speedup(rule_seconds(t.proposals, rule, t.verify, t.lengths), len(t.proposals), t.verify)
+        speedup(rule_seconds(t.proposals, rule, t.verify, t.lengths, slow_start), len(t.proposals), t.verify)
         for t in texts
         if t.proposals
     )
