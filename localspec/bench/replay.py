@@ -1,0 +1,110 @@
+"""The planner's own choices, replayed on a bench run's texts at fixed costs.
+
+The hindsight bounds (hindsight.py) say what a planner could have done; this
+says what the planner does, without a model: its lookup proposals depend
+only on the context, and on a known text the agreement of each one is what
+verification would have accepted. Greedy, that is exact. Sampled, a
+point-mass draft token is accepted with the target's probability of it, the
+chance the sampled text continues with it, so a sampled text's agreements
+have the acceptance's distribution (controller.LookupScores).
+
+A replay prices each step at the run's learned curve (no noise, no drift),
+so two planners replayed on the same texts differ only in what they chose:
+a way to weigh a planner change on many machines' runs before a bench
+confirms it on one. It replays lookup alone: a draft model's acceptance
+is not in a text. Nor are the prompt's JSON-quoted forms (LookupDrafter.quote),
+which need the messages: a reply that copies them into JSON replays slower.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable, NamedTuple, Sequence
+
+from localspec.bench.aggregate import geometric_mean
+from localspec.controller import Planner, PlannerSettings
+from localspec.costs import CostModel
+from localspec.drafters.lookup import LookupDrafter
+from localspec.ngram import common_prefix_len
+
+
+class Text(NamedTuple):
+    category: str
+    prompt: Sequence[int]
+    tokens: Sequence[int]  # the reply, as plain decoding made it
+    costs: dict  # the cost snapshot the run recorded for this prompt
+
+
+class Replayed(NamedTuple):
+    seconds: float
+    plain_seconds: float
+    steps: int
+    drafted: int
+    kept: int
+
+    @property
+    def speedup(self) -> float:
+        return self.plain_seconds / self.seconds if self.seconds > 0 else 1.0
+
+
+def texts_of(results: dict) -> list[Text]:
+    """One text per prompt of a bench run (`results.json`): its first plain
+    run's, in run order, with that prompt's cost snapshot."""
+    seen: dict[str, Text] = {}
+    for r in results["runs"]:
+        if r["mode"] == "plain" and r.get("prompt_tokens") and r.get("costs") and r["prompt_id"] not in seen:
+            seen[r["prompt_id"]] = Text(r["category"], r["prompt_tokens"], r["tokens"], r["costs"])
+    return list(seen.values())
+
+
+def replay(planner: Planner, prompt: Sequence[int], text: Sequence[int]) -> Replayed:
+    """Generate `text` after `prompt` the engine's way (generate.py's loop),
+    with `planner` choosing each step's draft, and price the steps at its
+    (fixed) costs. The planner keeps what it learned, as in a session."""
+    costs, drafter = planner.costs, planner.drafters["lookup"]
+    context = list(prompt)
+    i, n = 0, len(text)
+    seconds, steps, drafted, kept = 0.0, 0, 0, 0
+    drafter.observe(context, 0)
+    while i < n:
+        plan = planner.plan(context)
+        k = min(plan.k, n - 1 - i)  # as the loop caps a draft by the tokens left
+        draft = drafter.propose(context, k, None, None).tokens[:k] if plan.method == "lookup" and k else []
+        accepted = common_prefix_len(list(draft), list(text[i : i + len(draft)]))
+        seconds += costs.verify(len(draft) + 1)
+        steps, drafted, kept = steps + 1, drafted + len(draft), kept + accepted
+        context.extend(text[i : i + accepted + 1])
+        i += accepted + 1
+        drafter.observe(context, accepted)
+    return Replayed(seconds, n * costs.verify(1), steps, drafted, kept)
+
+
+def replay_run(
+    texts: Iterable[Text], make_planner: Callable[[CostModel], Planner] | None = None
+) -> dict[str, list[Replayed]]:
+    """Replay a run's texts in order with one planner, as a bench session
+    keeps one (priced per text at that text's costs). Per category."""
+    make_planner = make_planner or default_planner
+    planner = None
+    out: dict[str, list[Replayed]] = {}
+    for t in texts:
+        costs = CostModel.from_snapshot(t.costs)
+        if planner is None:
+            planner = make_planner(costs)
+        planner.costs = costs
+        planner.lookup.quote([])  # as Engine.generate does per reply; quoted forms are not replayed
+        out.setdefault(t.category, []).append(replay(planner, t.prompt, t.tokens))
+    return out
+
+
+def default_planner(costs: CostModel) -> Planner:
+    lookup = LookupDrafter()
+    return Planner(PlannerSettings(method="auto"), {"lookup": lookup}, lookup, costs)
+
+
+def speedups(replayed: dict[str, list[Replayed]]) -> dict[str, float]:
+    """Geometric mean speedup per category and "overall", as the report takes them."""
+    out = {cat: geometric_mean(r.speedup for r in rs) for cat, rs in replayed.items()}
+    every = [r for rs in replayed.values() for r in rs]
+    if every:
+        out["overall"] = geometric_mean(r.speedup for r in every)
+    return out
