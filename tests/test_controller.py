@@ -258,12 +258,13 @@ def observe_proposal(s: Survival, agree: int) -> None:
 
 def test_lookup_survival_learns_every_depth_from_every_proposal():
     """After a copying text (long agreements), a text of short matches must
-    bring the deep positions down too, though no draft reached them."""
+    bring the deep positions down too, though no draft reached them: within
+    40 proposals (one is scored every step that matches)."""
     s = Survival(0.5)
     for _ in range(30):
         observe_proposal(s, K_MAX)
     assert s.expected_tokens(6) > 6.5
-    for _ in range(10):
+    for _ in range(40):
         observe_proposal(s, 1)
     assert abs(s.expected_tokens(1) - 2.0) < 0.05  # the first token still agrees
     assert s.expected_tokens(6) - s.expected_tokens(1) < 0.2  # next to nothing beyond it
@@ -271,7 +272,7 @@ def test_lookup_survival_learns_every_depth_from_every_proposal():
     a = Acceptance([0.5] * K_MAX)
     for _ in range(30):
         a.record(K_MAX, K_MAX)
-    for _ in range(10):
+    for _ in range(40):
         a.record(K_MAX, 1)
     assert a.at(3) > 0.9
 
@@ -314,7 +315,10 @@ def lookup_steps(planner: Planner, lookup: ScriptedLookup, context: list[int], c
 
 def test_auto_follows_the_text_in_and_out_of_copying_without_probes():
     """Lookup drafts pay while the text copies, stop when it does not, and
-    resume as soon as it copies again: plain steps score the proposals too."""
+    resume as soon as it copies again: plain steps score the proposals too.
+    (Here every proposal turns wrong at once. Real copies miss now and then,
+    and forgetting slower pays on them (LOOKUP_DECAY), so a turn like this
+    one costs a dozen rejected drafts before they stop.)"""
     truth = list(range(10_000))
     lookup = ScriptedLookup(truth)
     planner = Rig(curve_costs(CPU_CURVE), {"lookup": lookup}, lookup).planner
@@ -328,9 +332,9 @@ def test_auto_follows_the_text_in_and_out_of_copying_without_probes():
     novel = run(60, False)
     copy2 = run(40, True)
     assert np.mean(copy1[-20:]) >= 3
-    assert sum(k > 0 for k in novel[-50:]) == 0, "kept drafting wrong proposals"
-    assert sum(k > 0 for k in novel[:10]) <= 5
-    assert all(k >= 3 for k in copy2[3:]), "did not resume when the text copied again"
+    assert sum(k > 0 for k in novel[-40:]) == 0, "kept drafting wrong proposals"
+    assert sum(k > 0 for k in novel[:20]) <= 15
+    assert all(k >= 3 for k in copy2[6:]), "did not resume when the text copied again"
 
 
 def test_draft_plus_lookup_with_automatic_length_weighs_its_members():
