@@ -45,8 +45,10 @@ def test_rows_that_cost_no_more_than_one_take_the_longest_drafts():
     assert math.isclose(hindsight.fastest_seconds(agree, plain_cost, lengths=range(1, 5)), n * 0.07)
 
 
-def brute_force(agree, verify, draft, lengths):
-    """Every way of cutting the text into steps, each step's k checked against what may be drafted."""
+def brute_force(agree, verify, draft, lengths, proposed=None):
+    """Every way of cutting the text into steps, each step's k checked against what may be drafted.
+    Without a draft model, a draft past the agreement keeps only the agreed part (where `proposed`
+    reaches that far); with one, the model covers the rest."""
     n = len(agree)
     best = math.inf
     for cuts in itertools.product([0, *lengths], repeat=n):
@@ -59,8 +61,12 @@ def brute_force(agree, verify, draft, lengths):
                 break
             uncovered = k - agree[i]
             if uncovered > 0 and draft is None:
-                total = math.inf
-                break
+                if proposed is None or k > proposed[i]:
+                    total = math.inf
+                    break
+                total += verify(k + 1)
+                i += agree[i] + 1
+                continue
             total += verify(k + 1) + (draft(uncovered) if uncovered > 0 else 0.0)
             i += k + 1
         best = min(best, total)
@@ -82,6 +88,23 @@ def test_shortest_path_is_the_cheapest_cutting(seed, lengths):
     # A draft model that is never wrong can only help.
     with_model = hindsight.fastest_seconds(agree, verify, draft, lengths)
     assert with_model <= hindsight.fastest_seconds(agree, verify, None, lengths)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_draft_past_the_agreement_counts_where_the_longer_verify_is_cheaper(seed):
+    rng = random.Random(seed)
+    n = 7
+    agree = [min(rng.choice([0, 1, 2]), n - 1 - i) for i in range(n)]
+    proposed = [min(a + rng.choice([0, 1, 2]), n - 1 - i) for i, a in enumerate(agree)]
+    curve = {1: 1.0, 2: 1.6, 3: 2.4, 4: 1.5}  # 4 rows below 2 and 3, as 16 rows cost less than 12 on the Zen 4
+    verify = curve.__getitem__
+    got = hindsight.fastest_seconds(agree, verify, None, (1, 2, 3), proposed)
+    assert math.isclose(got, brute_force(agree, verify, None, (1, 2, 3), proposed))
+    assert got <= hindsight.fastest_seconds(agree, verify, None, (1, 2, 3))
+    # One right token and a wrong one after it: a 3-token draft (4 rows) is the cheaper way to 2 tokens.
+    agree, proposed = [1, 0, 0, 0], [3, 0, 0, 0]
+    assert hindsight.fastest_seconds(agree, verify, None, (1, 2, 3), proposed) == pytest.approx(1.5 + 2.0)
+    assert hindsight.fastest_seconds(agree, verify, None, (1, 2, 3)) == pytest.approx(1.6 + 2.0)
 
 
 def test_by_category_uses_each_prompts_plain_text_and_pools_overall():

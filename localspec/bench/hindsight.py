@@ -8,10 +8,14 @@ and the cheapest way to produce the text is a shortest path:
 
     C(N) = 0
     C(i) = min over k in {0} ∪ L, k <= min(a(i), N - 1 - i), of  verify(k + 1) + C(i + k + 1)
+           and over k in L, a(i) < k <= p(i), of                  verify(k + 1) + C(i + a(i) + 1)
 
 (k = 0 is a plain step: one row, one token; L is the set of draft lengths
 the planner may choose on the machine: every k up to K_MAX and the longer
-ones whose verify size was measured, controller.draft_lengths). A draft
+ones whose verify size was measured, controller.draft_lengths). The second
+line drafts more of the proposal p(i) than agrees and keeps the agreed part:
+on a curve that is not monotone (16 rows below 12 on the Zen 4) that can be
+the cheaper way to verify a(i) + 1 tokens, and the planner may take it. A draft
 model that is always right lifts the bound on k: it drafts what lookup does
 not cover, at draft(k - a(i)) more (lookup first, the model after it, as
 draft+lookup does; its catch-up on tokens it did not draft is left free,
@@ -76,27 +80,32 @@ def fastest_seconds(
     verify: Callable[[int], float],
     draft: Callable[[int], float] | None = None,
     lengths: Sequence[int] = range(1, K_MAX + 1),
+    proposed: Sequence[int] | None = None,
 ) -> float:
     """C(0) of the recurrence above: the least time to produce the text.
 
     `verify(n)` is the price of verifying n rows, `draft(k)` that of drafting
     k tokens with a model that is always right (None: no draft model),
-    `lengths` the draft lengths that may be chosen (ascending).
+    `lengths` the draft lengths that may be chosen (ascending), `proposed`
+    the length of lookup's proposal at each position (None: drafts stop
+    where the proposal stops agreeing).
     """
     n = len(agreement)
     best = [0.0] * (n + 1)
     ks = [0, *lengths]
     for i in range(n - 1, -1, -1):
         c = math.inf
+        a = agreement[i]
         for k in ks:
             if k > n - 1 - i:
                 break
-            step = verify(k + 1) + best[i + k + 1]
-            uncovered = k - agreement[i]
-            if uncovered <= 0:
-                c = min(c, step)
-            elif draft is not None:
-                c = min(c, draft(uncovered) + step)
+            if k <= a:
+                c = min(c, verify(k + 1) + best[i + k + 1])
+                continue
+            if draft is not None:
+                c = min(c, draft(k - a) + verify(k + 1) + best[i + k + 1])
+            if proposed is not None and k <= proposed[i]:
+                c = min(c, verify(k + 1) + best[i + a + 1])
         best[i] = c
     return best[0]
 
@@ -198,11 +207,11 @@ def by_category(records: list[dict], snapshot: dict, with_draft: bool) -> dict[s
         cap = lookup_cap(costs)  # as long as the planner may draft on this machine
         lengths = draft_lengths(costs, cap)
         proposals = lookup_proposals(prompt, text, cap)
-        agree = [p.agreement for p in proposals]
-        alone = speedup(fastest_seconds(agree, costs.verify, lengths=lengths), len(text), costs.verify)
+        agree, proposed = [p.agreement for p in proposals], [p.length for p in proposals]
+        alone = speedup(fastest_seconds(agree, costs.verify, None, lengths, proposed), len(text), costs.verify)
         both = None
         if with_draft:
-            seconds = fastest_seconds(agree, costs.verify, lambda k: costs.draft("draft", k), lengths)
+            seconds = fastest_seconds(agree, costs.verify, lambda k: costs.draft("draft", k), lengths, proposed)
             both = speedup(seconds, len(text), costs.verify)
         per.setdefault(cat, []).append((PricedText(proposals, costs.verify, lengths), alone, both))
     per_all = [x for xs in per.values() for x in xs]
