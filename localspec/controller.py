@@ -43,12 +43,13 @@ K_MAX = 8  # a verify batch of 9 rows: beyond that a model drafter's long tail i
 # 16-row tiles, so 16 rows can cost less than 12, and 64 rows verify like a
 # small prefill, for far fewer than 64 single steps.
 K_LONG = 63
-# Lookup is scored every step it matches, used or not (LookupScores), so its
-# estimates can forget fast: a text that stops copying costs a few rejected
-# drafts before they stop. How fast was weighed by replaying the planner on
-# 358 bench texts from three CPUs (scripts/planner_replay.py): 0.9 beat the
-# 0.7 it had been, most on code edits and code generation (+1.7%, +2.9%), and
-# 0.8 and 0.95 fell between.
+# How fast lookup's estimates forget (per proposal; it is scored every step
+# it matches, used or not: LookupScores). Slow forgetting pays on real
+# copies, which miss now and then and go on; its price is about a dozen
+# rejected drafts when a text stops copying all at once. Weighed by
+# replaying the planner on 358 bench texts from three CPUs
+# (scripts/planner_replay.py, docs/benchmarks.md): 0.9 beat the 0.7 it had
+# been by 1% (code edits +1.7%, code generation +2.9%); 0.8 and 0.95 fell between.
 LOOKUP_DECAY = 0.9
 PROBE_EVERY = 48  # steps a sidelined draft model waits before it is tried again: a probe
 # pays for catching the draft cache up on every token since, so it must be rare
@@ -253,6 +254,7 @@ class Planner:
         drafters: Mapping[str, Drafter],
         lookup: Drafter | None = None,
         costs: CostModel | None = None,
+        lookup_decay: float = LOOKUP_DECAY,
     ):
         self.settings = settings
         self.drafters = drafters
@@ -265,7 +267,7 @@ class Planner:
         }
         # Lookup acceptance depends mostly on how long the matched n-gram was.
         for n in LOOKUP_BUCKETS:
-            self.acceptance[f"lookup{n}"] = Survival(LOOKUP_PRIORS[n])
+            self.acceptance[f"lookup{n}"] = Survival(LOOKUP_PRIORS[n], lookup_decay)
         self.idle_steps: dict[str, int] = {}
         self.probe_after: dict[str, int] = {}
         self._probing = False

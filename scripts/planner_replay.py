@@ -19,17 +19,12 @@ import math
 from collections import defaultdict
 
 from localspec.bench import replay
-from localspec.controller import LOOKUP_BUCKETS, LOOKUP_DECAY, LOOKUP_PRIORS, Survival
+from localspec.bench.texts import plain_texts
+from localspec.controller import LOOKUP_DECAY
 
 
 def with_decay(decay: float):
-    def make(costs):
-        planner = replay.default_planner(costs)
-        for n in LOOKUP_BUCKETS:
-            planner.acceptance[f"lookup{n}"] = Survival(LOOKUP_PRIORS[n], decay)
-        return planner
-
-    return make
+    return lambda costs: replay.default_planner(costs, lookup_decay=decay)
 
 
 def main() -> None:
@@ -41,7 +36,8 @@ def main() -> None:
     variants.update({f"decay {d}": with_decay(d) for d in args.lookup_decay})
     log_ratios: dict[str, dict[str, list[float]]] = {v: defaultdict(list) for v in variants}
     for path in args.results:
-        texts = replay.texts_of(json.load(open(path)))
+        with open(path) as f:
+            texts = plain_texts(json.load(f)["runs"])  # only texts with their own recorded costs
         runs = {v: replay.replay_run(texts, make) for v, make in variants.items()}
         base = runs[next(iter(variants))]
         print(path)

@@ -17,6 +17,7 @@ import argparse
 import json
 
 from localspec.bench import hindsight
+from localspec.bench.texts import plain_texts
 from localspec.controller import draft_lengths, lookup_cap
 from localspec.costs import CostModel
 
@@ -26,16 +27,15 @@ def main() -> None:
     ap.add_argument("results", help="a bench run's results.json")
     ap.add_argument("category")
     args = ap.parse_args()
-    runs = json.load(open(args.results))["runs"]
-    plain = {}
-    for r in runs:
-        if r["mode"] == "plain" and r["category"] == args.category and r.get("prompt_tokens"):
-            plain.setdefault(r["prompt_id"], r)
+    with open(args.results) as f:
+        runs = json.load(f)["runs"]
     texts = []
-    for r in plain.values():
-        costs = CostModel.from_snapshot(r["costs"])
+    for t in plain_texts(runs):
+        if t.category != args.category:
+            continue
+        costs = CostModel.from_snapshot(t.costs)
         cap = lookup_cap(costs)
-        proposals = hindsight.lookup_proposals(r["prompt_tokens"], r["tokens"], cap)
+        proposals = hindsight.lookup_proposals(t.prompt, t.tokens, cap)
         texts.append(hindsight.PricedText(proposals, costs.verify, draft_lengths(costs, cap)))
     rule = hindsight.best_rule(texts)
     print(f"{args.category}: {len(texts)} texts; best rule k = f(match bucket): {rule}")

@@ -10,7 +10,8 @@ import random
 import pytest
 
 from localspec.bench import hindsight, replay
-from localspec.controller import draft_lengths, lookup_cap
+from localspec.bench.texts import Text, plain_texts
+from localspec.controller import lookup_cap
 from localspec.costs import CostModel
 
 # The Zen 4's shape (issue 26): a long verify is cheap per row, so copies pay long drafts.
@@ -42,27 +43,52 @@ def test_a_long_copy_is_drafted_long_and_kept():
     assert got.speedup > 1.8
 
 
-def test_after_a_copy_turns_away_fresh_text_goes_a_token_a_step():
-    block, went_on = list(range(1000, 1040)), list(range(3000, 3040))
+def test_a_copy_that_turns_away_costs_one_wrong_draft_then_fresh_text_goes_a_token_a_step():
+    block, went_on = list(range(1000, 1200)), list(range(3000, 3100))
     prompt = [*block, *went_on, 7, 8, *block[:3]]
     fresh = list(range(5000, 5060))
-    got, _ = run_one(prompt, [*block[3:], *fresh])  # the prompt's block went on; the reply's does not
-    assert got.kept > 20  # the copy was drafted
-    # Once the copy has ended there is nothing to match: the fresh tokens go one a step.
-    assert got.steps >= len(fresh)
+    copy, _ = run_one(prompt, block[3:])
+    got, costs = run_one(prompt, [*block[3:], *fresh])  # the prompt's block went on; the reply's does not
+    wrong = got.drafted - got.kept
+    assert 0 < wrong <= lookup_cap(costs)  # the draft running into the turn proposed the prompt's continuation
+    assert got.kept >= copy.kept  # the copy itself was drafted as it is alone (and its last token too)
+    # After the turn nothing matches: one step a fresh token, plus the step the wrong draft cost.
+    assert got.steps <= copy.steps + len(fresh) + 1
+
+
+def drifting_copy(rng, n=120, every=12):
+    """A reply that copies the prompt but departs from it now and then: lookup
+    proposes throughout, and is right until the next departure."""
+    block = [rng.randrange(1000, 5000) for _ in range(n)]
+    text = [t if rng.random() > 1 / every else rng.randrange(6000, 7000) for t in block[3:]]
+    return [*block, 7, 8, *block[:3]], text
 
 
 @pytest.mark.parametrize("seed", range(8))
 def test_no_replay_beats_hindsight(seed):
-    rng = random.Random(seed)
-    prompt = [rng.randrange(6) for _ in range(60)]
-    text = [rng.randrange(6) for _ in range(80)]  # a small vocabulary: matches everywhere, often wrong
+    prompt, text = drifting_copy(random.Random(seed))
     got, costs = run_one(prompt, text)
     cap = lookup_cap(costs)
-    agreement = hindsight.lookup_agreement(prompt, text, cap)
-    best = hindsight.fastest_seconds(agreement, costs.verify, lengths=draft_lengths(costs, cap))
+    proposals = hindsight.lookup_proposals(prompt, text, cap)
+    agree, proposed = [p.agreement for p in proposals], [p.length for p in proposals]
+    # Every draft length the replay may verify (a short proposal makes sizes between the measured ones).
+    best = hindsight.fastest_seconds(agree, costs.verify, None, range(1, cap + 1), proposed)
+    assert got.drafted > got.kept > 0  # it drafted, and some drafts ran past a departure
     assert got.steps + got.kept == len(text)
     assert got.seconds >= best - 1e-9
+
+
+def test_each_text_is_priced_at_its_own_costs():
+    block = list(range(1000, 1100))
+    prompt = [*block, 7, 8, *block[:3]]
+    steep = {"verify_s": {"1": 0.05, "2": 0.1, "3": 0.15, "4": 0.2, "5": 0.25, "6": 0.3, "7": 0.35, "8": 0.4,
+                          "9": 0.45}, "draft_token_s": {}}  # fmt: skip
+    texts = [Text("a", "copy", prompt, block[3:], SNAPSHOT), Text("b", "copy", prompt, block[3:], steep)]
+    first, second = replay.replay_run(texts)["copy"]
+    assert first.speedup > 1.5
+    # Rows cost what single steps cost: the same text, drafted or not, is no faster than plain decoding.
+    assert second.speedup <= 1.0 + 1e-9
+    assert second.seconds >= len(block[3:]) * 0.05 - 1e-9
 
 
 def test_a_run_replays_each_prompts_first_plain_text_in_order():
@@ -82,8 +108,10 @@ def test_a_run_replays_each_prompts_first_plain_text_in_order():
             rec("c", "free", "plain", [1, 2], costs=None),  # recorded no costs: cannot be priced
         ]
     }
-    texts = replay.texts_of(results)
+    texts = plain_texts(results["runs"])
     assert [(t.category, len(t.tokens)) for t in texts] == [("copy", 97), ("free", 30)]
+    # Older results recorded one snapshot for the run, not one per prompt: it prices the rest.
+    assert [t.prompt_id for t in plain_texts(results["runs"], SNAPSHOT)] == ["a", "b", "c"]
     out = replay.speedups(replay.replay_run(texts))
     assert list(out) == ["copy", "free", "overall"]
     assert out["free"] == pytest.approx(1.0)

@@ -43,6 +43,7 @@ import math
 from typing import Callable, NamedTuple, Sequence
 
 from localspec.bench.aggregate import geometric_mean
+from localspec.bench.texts import plain_texts
 from localspec.controller import K_MAX, LOOKUP_BUCKETS, draft_lengths, lookup_bucket, lookup_cap
 from localspec.costs import CostModel
 from localspec.drafters.lookup import LookupDrafter
@@ -197,12 +198,8 @@ def by_category(records: list[dict], snapshot: dict, with_draft: bool) -> dict[s
     prompt's runs, or at `snapshot` for results that did not record them.
     A rule is priced like the texts, each at its own costs.
     """
-    seen: dict[str, tuple[str, list[int], list[int], dict]] = {}
-    for r in records:
-        if r["mode"] == "plain" and r.get("prompt_tokens") and r["tokens"] and r["prompt_id"] not in seen:
-            seen[r["prompt_id"]] = (r["category"], r["prompt_tokens"], r["tokens"], r.get("costs") or snapshot)
     per: dict[str, list[tuple[PricedText, float, float | None]]] = {}
-    for cat, prompt, text, snap in seen.values():
+    for _, cat, prompt, text, snap in plain_texts(records, snapshot):
         costs = CostModel.from_snapshot(snap)
         cap = lookup_cap(costs)  # as long as the planner may draft on this machine
         lengths = draft_lengths(costs, cap)

@@ -20,46 +20,31 @@ from __future__ import annotations
 
 from typing import Callable, Iterable, NamedTuple, Sequence
 
+from localspec.bench import hindsight
 from localspec.bench.aggregate import geometric_mean
+from localspec.bench.texts import Text
 from localspec.controller import Planner, PlannerSettings
 from localspec.costs import CostModel
 from localspec.drafters.lookup import LookupDrafter
 from localspec.ngram import common_prefix_len
 
 
-class Text(NamedTuple):
-    category: str
-    prompt: Sequence[int]
-    tokens: Sequence[int]  # the reply, as plain decoding made it
-    costs: dict  # the cost snapshot the run recorded for this prompt
-
-
 class Replayed(NamedTuple):
     seconds: float
-    plain_seconds: float
+    speedup: float  # over plain decoding at the same costs
     steps: int
     drafted: int
     kept: int
-
-    @property
-    def speedup(self) -> float:
-        return self.plain_seconds / self.seconds if self.seconds > 0 else 1.0
-
-
-def texts_of(results: dict) -> list[Text]:
-    """One text per prompt of a bench run (`results.json`): its first plain
-    run's, in run order, with that prompt's cost snapshot."""
-    seen: dict[str, Text] = {}
-    for r in results["runs"]:
-        if r["mode"] == "plain" and r.get("prompt_tokens") and r.get("costs") and r["prompt_id"] not in seen:
-            seen[r["prompt_id"]] = Text(r["category"], r["prompt_tokens"], r["tokens"], r["costs"])
-    return list(seen.values())
 
 
 def replay(planner: Planner, prompt: Sequence[int], text: Sequence[int]) -> Replayed:
     """Generate `text` after `prompt` the engine's way (generate.py's loop),
     with `planner` choosing each step's draft, and price the steps at its
-    (fixed) costs. The planner keeps what it learned, as in a session."""
+    (fixed) costs. The planner keeps what it learned, as in a session.
+
+    A draft is cut at the text's last token: the live loop cannot know where
+    a reply ends and may draft past its end-of-generation token, one step in
+    a reply, the same for every planner replayed."""
     costs, drafter = planner.costs, planner.drafters["lookup"]
     context = list(prompt)
     i, n = 0, len(text)
@@ -67,7 +52,7 @@ def replay(planner: Planner, prompt: Sequence[int], text: Sequence[int]) -> Repl
     drafter.observe(context, 0)
     while i < n:
         plan = planner.plan(context)
-        k = min(plan.k, n - 1 - i)  # as the loop caps a draft by the tokens left
+        k = min(plan.k, n - 1 - i)
         draft = drafter.propose(context, k, None, None).tokens[:k] if plan.method == "lookup" and k else []
         accepted = common_prefix_len(list(draft), list(text[i : i + len(draft)]))
         seconds += costs.verify(len(draft) + 1)
@@ -75,14 +60,18 @@ def replay(planner: Planner, prompt: Sequence[int], text: Sequence[int]) -> Repl
         context.extend(text[i : i + accepted + 1])
         i += accepted + 1
         drafter.observe(context, accepted)
-    return Replayed(seconds, n * costs.verify(1), steps, drafted, kept)
+    return Replayed(seconds, hindsight.speedup(seconds, n, costs.verify), steps, drafted, kept)
 
 
 def replay_run(
     texts: Iterable[Text], make_planner: Callable[[CostModel], Planner] | None = None
 ) -> dict[str, list[Replayed]]:
-    """Replay a run's texts in order with one planner, as a bench session
-    keeps one (priced per text at that text's costs). Per category."""
+    """Replay a run's texts in order with one planner (priced per text at
+    that text's costs), per category. Each text is replayed once: a bench
+    session's planner has also seen the prompt's warm-up and the other
+    modes' passes over it before auto's timed one, so where a planner change
+    is about memory (how fast estimates forget) the replay and a live run
+    can part."""
     make_planner = make_planner or default_planner
     planner = None
     out: dict[str, list[Replayed]] = {}
@@ -96,9 +85,9 @@ def replay_run(
     return out
 
 
-def default_planner(costs: CostModel) -> Planner:
+def default_planner(costs: CostModel, **planner_options) -> Planner:
     lookup = LookupDrafter()
-    return Planner(PlannerSettings(method="auto"), {"lookup": lookup}, lookup, costs)
+    return Planner(PlannerSettings(method="auto"), {"lookup": lookup}, lookup, costs, **planner_options)
 
 
 def speedups(replayed: dict[str, list[Replayed]]) -> dict[str, float]:
