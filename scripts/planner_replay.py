@@ -9,6 +9,9 @@ as it is, and on how many texts it did better and worse.
 
     python scripts/planner_replay.py docs/xeon-long/results.json docs/epyc-zen4-long/results.json \\
         --lookup-decay 0.8 0.9
+
+`--passes PAPPAP` replays each text as a bench run meets it (plain passes
+around auto's) instead of once (replay.replay_run).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("results", nargs="+", help="bench runs' results.json")
     ap.add_argument("--lookup-decay", type=float, nargs="*", default=[], help="variants to weigh against the planner as it is")
+    ap.add_argument("--passes", default="A", help="each text's passes: A auto (priced), P plain; PAPPAP is a bench's rotation twice")
     args = ap.parse_args()
     variants = {f"as it is ({LOOKUP_DECAY})": replay.default_planner}
     variants.update({f"decay {d}": with_decay(d) for d in args.lookup_decay})
@@ -38,7 +42,7 @@ def main() -> None:
     for path in args.results:
         with open(path) as f:
             texts = plain_texts(json.load(f)["runs"])  # only texts with their own recorded costs
-        runs = {v: replay.replay_run(texts, make) for v, make in variants.items()}
+        runs = {v: replay.replay_run(texts, make, args.passes) for v, make in variants.items()}
         base = runs[next(iter(variants))]
         print(path)
         for cat in replay.speedups(base):

@@ -116,3 +116,20 @@ def test_a_run_replays_each_prompts_first_plain_text_in_order():
     assert list(out) == ["copy", "free", "overall"]
     assert out["free"] == pytest.approx(1.0)
     assert out["overall"] == pytest.approx(math.sqrt(out["copy"]))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_plain_pass_first_teaches_the_planner_what_the_text_does(seed):
+    # A copy that departs every third token or so: drafting it mostly fails. A bench's plain pass over
+    # the text scores lookup on it, so the auto pass after it wastes fewer drafted tokens.
+    prompt, text = drifting_copy(random.Random(seed), every=3)
+    t = [Text("p", "copy", prompt, text, SNAPSHOT)]
+    cold = replay.replay_run(t)["copy"][0]
+    taught = replay.replay_run(t, passes="PA")["copy"][0]
+    assert taught.drafted - taught.kept < cold.drafted - cold.kept
+
+
+@pytest.mark.parametrize("passes", ["", "P", "PXA"])
+def test_passes_need_an_auto_pass_and_nothing_else(passes):
+    with pytest.raises(ValueError):
+        replay.replay_run([], passes=passes)
