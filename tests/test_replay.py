@@ -4,8 +4,13 @@ the copies, and no replay beats the hindsight bound on the same text."""
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import random
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -133,3 +138,23 @@ def test_a_plain_pass_first_teaches_the_planner_what_the_text_does(seed):
 def test_passes_need_an_auto_pass_and_nothing_else(passes):
     with pytest.raises(ValueError):
         replay.replay_run([], passes=passes)
+
+
+def test_replaying_another_commits_planner_gives_this_commits_replay_on_this_commit(tmp_path):
+    # scripts/replay_commit.py repeats replay.py's loop so that commits before it can be replayed;
+    # on this commit the two must agree, or a before-and-after made with it compares unlike things.
+    rng = random.Random(5)
+    runs = []
+    for i, (cat, every) in enumerate([("copy", 12), ("copy", 4), ("drift", 3), ("drift", 30)]):
+        prompt, text = drifting_copy(rng, every=every)
+        runs.append({"prompt_id": f"p{i}", "category": cat, "mode": "plain", "tokens": text, "prompt_tokens": prompt,
+                     "costs": SNAPSHOT})  # fmt: skip
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps({"runs": runs}))
+    root = Path(__file__).resolve().parents[1]
+    script = [sys.executable, str(root / "scripts" / "replay_commit.py"), str(path), "--passes", "PAPPAP", "--json"]
+    out = subprocess.run(script, capture_output=True, text=True, check=True, env={**os.environ, "PYTHONPATH": str(root)})
+    got = json.loads(out.stdout)[str(path)]
+    want = replay.speedups(replay.replay_run(plain_texts(runs), passes="PAPPAP"))
+    assert want["copy"] > 1.1  # the texts draft, so agreeing is not agreeing on plain decoding
+    assert got == pytest.approx(want, rel=1e-12)
