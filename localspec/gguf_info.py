@@ -31,6 +31,8 @@ _SCALAR = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?
            10: "<Q", 11: "<q", 12: "<d"}  # fmt: skip
 _STRING, _ARRAY = 8, 9
 
+Q6_K = 14  # ggml's type id: llama.cpp repacks no Q6_K tensor on x86 (doctor's layout hint)
+
 # ggml type -> (elements per block, bytes per block), from ggml's type traits
 # (the same table as gguf.constants.GGML_QUANT_SIZES, which is slow to import).
 _GGML_SIZES = {
@@ -60,6 +62,7 @@ class GGUFInfo:
     n_head: int | None = None
     key_length: int | None = None  # per-head K width, for KV cache estimates
     value_length: int | None = None
+    elements_by_type: dict[int, int] = field(default_factory=dict)  # weights per ggml type id (Q6_K: 14)
     metadata: dict[str, Any] = field(default_factory=dict, repr=False)  # scalars, small arrays
 
     def kv_bytes_per_token(self, bytes_per_value: int = 2) -> int | None:
@@ -121,6 +124,7 @@ def read_gguf_info(path: Path | str) -> GGUFInfo:
         n_head=arch_int("attention.head_count"),
         key_length=arch_int("attention.key_length"),
         value_length=arch_int("attention.value_length"),
+        elements_by_type=meta.pop("_elements_by_type"),
         metadata=meta,
     )
 
@@ -149,6 +153,7 @@ def _parse(buf: mmap.mmap) -> tuple[dict[str, Any], list[str], int]:
         else:
             meta[key], pos = _value(buf, pos, vtype)
     n_params = 0
+    by_type: dict[int, int] = {}
     data_size = 0
     for _ in range(n_tensors):
         name, pos = _string(buf, pos)
@@ -160,12 +165,14 @@ def _parse(buf: mmap.mmap) -> tuple[dict[str, Any], list[str], int]:
         for d in dims:
             n_elements *= d
         n_params += n_elements
+        by_type[ggml_type] = by_type.get(ggml_type, 0) + n_elements
         data_size = max(data_size, offset + _tensor_bytes(name, ggml_type, n_elements, dims))
     alignment = meta.get("general.alignment", DEFAULT_ALIGNMENT)
     if not isinstance(alignment, int) or alignment <= 0:
         raise ValueError(f"bad general.alignment {alignment!r}")
     data_start = -(-pos // alignment) * alignment
     meta["_n_params"] = n_params
+    meta["_elements_by_type"] = by_type
     return meta, tokens, data_start + data_size
 
 

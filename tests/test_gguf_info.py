@@ -20,6 +20,7 @@ def test_smollm2_header(smollm2):
     assert info.architecture == "llama"
     assert info.file_size == 98362432
     assert info.n_params == 134515008
+    assert info.elements_by_type == {8: 28311552, 3: 106168320, 0: 35136}  # Q8_0, Q4_1, F32 weights
     assert info.context_length == 8192
     assert info.nextn_predict_layers == 0
     assert (info.n_layers, info.n_embd, info.n_head, info.n_head_kv) == (30, 576, 9, 3)

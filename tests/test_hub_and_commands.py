@@ -7,6 +7,7 @@ import hashlib
 import http.server
 import json
 import os
+import platform
 import subprocess
 import sys
 import threading
@@ -159,8 +160,28 @@ def test_doctor_shows_the_verify_curve_calibration_measured(tmp_path, smollm2_pa
         return proc.stdout
 
     assert "verify curve" not in doctor()
+    assert "layout:" not in doctor()  # SmolLM2's file has no Q6_K tensor
     run = subprocess.run([sys.executable, "-m", "localspec", "run", "--method", "none", "--prompt", "Hi", "--max-tokens", "2"],
                          capture_output=True, text=True, env=env, timeout=300)  # fmt: skip
     assert run.returncode == 0, run.stderr
     line = next(x for x in doctor().splitlines() if x.startswith("verify curve of smollm2-135m here: 1 row "))
     assert "16 rows" in line and "64 rows" in line and "a right draft pays at most" in line
+
+
+@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"), reason="the hint is about llama.cpp's x86 kernels")
+def test_doctor_names_the_layout_command_for_a_target_with_q6_k_weights(tmp_path, qwen_target_path):
+    """The shipped Qwen2.5-Coder 1.5B holds 432M Q6_K weights of 1777M, which x86 never repacks
+    (the suite's machines have no GPU, where the hint would be left out)."""
+    cache_root = Path(qwen_target_path).parent.parent
+    env = dict(os.environ, LOCALSPEC_CONFIG_DIR=str(tmp_path / "config"), LOCALSPEC_CACHE_DIR=str(cache_root))
+
+    def doctor(*args: str) -> str:
+        proc = subprocess.run([sys.executable, "-m", "localspec", "doctor", *args], capture_output=True, text=True, env=env, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+
+    hint = json.loads(doctor("--json"))["layout"]
+    assert hint["model"] == "qwen2.5-coder-1.5b"
+    assert hint["q6_k_share"] == pytest.approx(431554560 / 1777088000)
+    assert hint["command"] == "localspec layout qwen2.5-coder-1.5b --to q4_k"
+    assert "layout: 24% of qwen2.5-coder-1.5b's weights are Q6_K" in doctor()

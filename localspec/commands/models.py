@@ -121,6 +121,7 @@ def handle_doctor(args: argparse.Namespace) -> int:
         "default_pair": need,
         "mtp": {e.name: e.info.nextn_predict_layers for e in entries if e.info},
         "verify_curve": _verify_curve(reg),
+        "layout": _layout_hint(reg, entries, _has_local_gpu()),
         "rpc": _rpc(args.rpc or list(reg.pairs[reg.default_pair].rpc if reg.default_pair in reg.pairs else ())),
         "next": _next_steps(reg, need, mem),
     }
@@ -146,6 +147,11 @@ def handle_doctor(args: argparse.Namespace) -> int:
 
         v = report["verify_curve"]
         print(f"verify curve of {v['model']} here: {summary({int(n): s for n, s in v['verify_s'].items()})}")
+    if report["layout"]:
+        h = report["layout"]
+        print(f"layout: {h['q6_k_share']:.0%} of {h['model']}'s weights are Q6_K, which llama.cpp does not repack "
+              f"on x86, so every verified row pays them in full; `{h['command']}` writes a copy without them "
+              "and measures both files' curves here (opt-in: a requantized copy, its agreement printed)")  # fmt: skip
     for line in _rpc_lines(report["rpc"]):
         print(line)
     for step in report["next"]:
@@ -192,6 +198,38 @@ def _verify_curve(reg: Registry) -> dict | None:
     path = cached_path(spec) if spec else None
     curve = cached_curve(path, default_threads(), spec.n_gpu_layers) if path else None
     return {"model": spec.name, "verify_s": curve} if curve and 1 in curve else None
+
+
+def _has_local_gpu() -> bool:
+    """Whether llama.cpp sees a GPU here (an RPC build reports "GPU offload" without one)."""
+    from localspec.rpc import Ggml
+
+    try:
+        return bool(Ggml().local_gpus())
+    except LocalspecError:
+        return False
+
+
+def _layout_hint(reg: Registry, entries, local_gpu: bool) -> dict | None:
+    """The default target's share of Q6_K weights, where it runs on an x86
+    CPU and has them (None otherwise). llama.cpp repacks its x86 Q4_K, Q4_0
+    and IQ4_NL matrices into multi-row kernels but never Q6_K, so those
+    weights cost every verified row in full; an all-Q4_K copy decoded faster
+    on the Zen 4 and Zen 5 EPYCs measured (docs/benchmarks.md), but the
+    machine decides, so doctor names the command that measures it here."""
+    from localspec.gguf_info import Q6_K
+
+    pair = reg.pairs.get(reg.default_pair or "")
+    spec = reg.models.get(pair.target) if pair else None
+    info = next((e.info for e in entries if spec and e.name == spec.name and e.info), None)
+    if info is None or platform.machine().lower() not in ("x86_64", "amd64"):
+        return None
+    if local_gpu and spec.n_gpu_layers != 0:
+        return None  # the weights run on the GPU: the CPU's kernels do not price its rows
+    q6 = info.elements_by_type.get(Q6_K, 0)
+    if not q6 or not info.n_params:
+        return None
+    return {"model": spec.name, "q6_k_share": q6 / info.n_params, "command": f"localspec layout {spec.name} --to q4_k"}
 
 
 def _build_lines(build: dict) -> list[str]:
