@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from localspec.registry import load_registry
+
 PAYLOAD = b"GGUF" + bytes(range(256)) * 64
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
@@ -168,10 +170,35 @@ def test_doctor_shows_the_verify_curve_calibration_measured(tmp_path, smollm2_pa
     assert "16 rows" in line and "64 rows" in line and "a right draft pays at most" in line
 
 
-@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"), reason="the hint is about llama.cpp's x86 kernels")
+X86 = platform.machine().lower() in ("x86_64", "amd64")
+
+
+@pytest.mark.skipif(not X86, reason="the hint is about llama.cpp's x86 kernels")
+def test_the_layout_hint_is_for_weights_the_cpu_runs(tmp_path, monkeypatch, qwen_target_path, smollm2_path):
+    from localspec.commands.models import _layout_hint
+    from localspec.gguf_info import read_gguf_info
+    from localspec.inventory import Entry
+
+    monkeypatch.setenv("LOCALSPEC_CONFIG_DIR", str(tmp_path))  # the shipped registry: qwen2.5-coder by default
+    reg = load_registry()
+
+    def entry(name, path):
+        return Entry(name, "registry", path, None, info=read_gguf_info(path))
+
+    qwen = [entry("qwen2.5-coder-1.5b", qwen_target_path)]
+    assert _layout_hint(reg, qwen, local_gpu=False)["q6_k_share"] == pytest.approx(431554560 / 1777088000)
+    assert _layout_hint(reg, qwen, local_gpu=True) is None  # its layers go to the GPU (n_gpu_layers -1)
+    assert _layout_hint(reg, [entry("qwen2.5-coder-1.5b", smollm2_path)], local_gpu=False) is None  # no Q6_K
+    assert _layout_hint(reg, [], local_gpu=False) is None  # the target is not here
+
+
+@pytest.mark.skipif(not X86, reason="the hint is about llama.cpp's x86 kernels")
 def test_doctor_names_the_layout_command_for_a_target_with_q6_k_weights(tmp_path, qwen_target_path):
-    """The shipped Qwen2.5-Coder 1.5B holds 432M Q6_K weights of 1777M, which x86 never repacks
-    (the suite's machines have no GPU, where the hint would be left out)."""
+    """The shipped Qwen2.5-Coder 1.5B holds 432M Q6_K weights of 1777M, which x86 never repacks."""
+    from localspec.rpc import Ggml
+
+    if Ggml().local_gpus():
+        pytest.skip("a GPU runs the default target's layers here, and doctor leaves the hint out")
     cache_root = Path(qwen_target_path).parent.parent
     env = dict(os.environ, LOCALSPEC_CONFIG_DIR=str(tmp_path / "config"), LOCALSPEC_CACHE_DIR=str(cache_root))
 

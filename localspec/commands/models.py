@@ -206,7 +206,7 @@ def _has_local_gpu() -> bool:
 
     try:
         return bool(Ggml().local_gpus())
-    except LocalspecError:
+    except (LocalspecError, OSError, AttributeError):  # no ggml library, or one without these calls
         return False
 
 
