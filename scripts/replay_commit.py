@@ -59,7 +59,9 @@ def replay(planner: Planner, prompt: list[int], text: list[int]) -> float:
 
 def replay_run(records: list[dict], passes: str) -> dict[str, list[tuple[str, float]]]:
     """Each prompt's first plain text, in run order, through one planner; per
-    category, (prompt, the best speedup of its auto passes)."""
+    category, (prompt, the best speedup of its auto passes). Texts without
+    costs of their own (results older than per-prompt snapshots) are left
+    out, as plain_texts leaves them out without a snapshot."""
     planner, seen, out = None, set(), {}
     for r in records:
         priced = r.get("prompt_tokens") and r["tokens"] and r.get("costs")
