@@ -13,7 +13,8 @@ an old commit's planner runs from a worktree of it:
 
 It repeats replay.py's loop instead of importing it because the commits
 before the replay was written lack that module; it uses only what they
-share (Planner, PlannerSettings, CostModel.from_snapshot, LookupDrafter),
+share (Planner, PlannerSettings, CostModel.from_snapshot, LookupDrafter,
+common_prefix_len, geometric_mean),
 and tests/test_replay.py checks that on this commit both give the same.
 """
 
@@ -21,22 +22,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from dataclasses import replace
 
 import localspec
+from localspec.bench.aggregate import geometric_mean
 from localspec.controller import Planner, PlannerSettings
 from localspec.costs import CostModel
 from localspec.drafters.lookup import LookupDrafter
-
-
-def agreement(draft: list[int], text: list[int]) -> int:
-    n = 0
-    for a, b in zip(draft, text):
-        if a != b:
-            break
-        n += 1
-    return n
+from localspec.ngram import common_prefix_len
 
 
 def replay(planner: Planner, prompt: list[int], text: list[int]) -> float:
@@ -49,7 +42,7 @@ def replay(planner: Planner, prompt: list[int], text: list[int]) -> float:
         plan = planner.plan(context)
         k = min(plan.k, len(text) - 1 - i)
         draft = list(drafter.propose(context, k, None, None).tokens[:k]) if plan.method == "lookup" and k else []
-        kept = agreement(draft, text[i : i + len(draft)])
+        kept = common_prefix_len(draft, list(text[i : i + len(draft)]))
         seconds += costs.verify(len(draft) + 1)
         context.extend(text[i : i + kept + 1])
         i += kept + 1
@@ -85,10 +78,6 @@ def replay_run(records: list[dict], passes: str) -> dict[str, list[tuple[str, fl
     return out
 
 
-def geometric_mean(xs: list[float]) -> float:
-    return math.exp(sum(map(math.log, xs)) / len(xs))
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("results", nargs="+", help="bench runs' results.json")
@@ -104,12 +93,13 @@ def main() -> None:
             by_category = replay_run(json.load(f)["runs"], args.passes)
         every = [s for rows in by_category.values() for _, s in rows]
         report[path] = {c: geometric_mean([s for _, s in rows]) for c, rows in by_category.items()}
-        report[path]["overall"] = geometric_mean(every) if every else float("nan")
+        report[path]["overall"] = geometric_mean(every)
         if not args.json:
             print(f"{path} (the planner of {localspec.__file__.rsplit('/', 2)[0]})")
             for c, rows in by_category.items():
                 print(f"  {c:16s} {report[path][c]:.3f}  " + "  ".join(f"{p} {s:.2f}" for p, s in rows))
-            print(f"  {'overall':16s} {report[path]['overall']:.3f}")
+            if every:
+                print(f"  {'overall':16s} {report[path]['overall']:.3f}")
     if args.json:
         print(json.dumps(report, indent=2))
 
