@@ -187,14 +187,19 @@ def _rpc_lines(r: dict) -> list[str]:
     return lines
 
 
+def _default_target(reg: Registry):
+    """The default pair's target model (its spec), or None without one."""
+    pair = reg.pairs.get(reg.default_pair or "")
+    return reg.models.get(pair.target) if pair else None
+
+
 def _verify_curve(reg: Registry) -> dict | None:
     """What calibration measured for the default pair's target on this machine
     (None before its first run here): doctor measures nothing itself."""
     from localspec.backend import default_threads
     from localspec.calibrate import cached_curve
 
-    pair = reg.pairs.get(reg.default_pair or "")
-    spec = reg.models.get(pair.target) if pair else None
+    spec = _default_target(reg)
     path = cached_path(spec) if spec else None
     curve = cached_curve(path, default_threads(), spec.n_gpu_layers) if path else None
     return {"model": spec.name, "verify_s": curve} if curve and 1 in curve else None
@@ -219,8 +224,7 @@ def _layout_hint(reg: Registry, entries, local_gpu: bool) -> dict | None:
     machine decides, so doctor names the command that measures it here."""
     from localspec.gguf_info import Q6_K
 
-    pair = reg.pairs.get(reg.default_pair or "")
-    spec = reg.models.get(pair.target) if pair else None
+    spec = _default_target(reg)
     info = next((e.info for e in entries if spec and e.name == spec.name and e.info), None)
     if info is None or platform.machine().lower() not in ("x86_64", "amd64"):
         return None
