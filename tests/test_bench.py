@@ -309,6 +309,7 @@ def test_bench_smoke_on_smollm2(smollm2_path, tmp_path, capsys):
     assert all(r["prompt_tokens"] for r in runs if r["mode"] == "plain")
     assert all(r["costs"]["verify_s"]["1"] > 0 for r in runs if r["mode"] == "plain")
     assert "## What hindsight allows" in md and "| code-edit |" in md.split("## What hindsight allows")[1]
+    assert "any copy from the context, hindsight" in md
     # Every run that parted from plain decoding was judged by the lossless rule.
     assert all(r["tie_margin"] >= 0 for r in runs if r["diverges_at"] is not None)
 

@@ -22,6 +22,33 @@ def test_agreement_follows_a_copy_of_the_prompt():
     assert hindsight.lookup_agreement([7, 8, 9], [10, 11]) == [0, 0]
 
 
+def test_a_copy_counts_from_its_first_token_where_lookup_needs_a_repeat_first():
+    prompt = [1, 2, 3, 4, 5, 6]
+    # Lookup sees the copy of (2, 3, 4) only once (2, 3) has been written.
+    assert hindsight.lookup_agreement(prompt, [2, 3, 4, 9]) == [0, 0, 1, 0]
+    assert hindsight.copy_agreement(prompt, [2, 3, 4, 9]) == [3, 2, 1, 0]
+    # The best of several places: (7, 8, 1) agrees for 2, the later (7, 8, 9) for 3.
+    assert hindsight.copy_agreement([7, 8, 1, 7, 8, 9], [7, 8, 9, 0]) == [3, 2, 1, 0]
+    # The reply's own text is a source too, but never past what the context
+    # holds yet: at the second 7 the copy (7, 8) ends at the context's end.
+    assert hindsight.copy_agreement([1], [7, 8, 7, 8, 7]) == [0, 0, 2, 2, 1]
+    assert hindsight.copy_agreement(list(range(40)), list(range(40)), k_max=5)[:3] == [5, 5, 5]
+
+
+def test_the_copy_bound_is_never_below_lookups():
+    rng = random.Random(7)
+    snap = {"verify_s": {str(n): 1.0 + 0.3 * (n - 1) for n in range(1, 10)}, "draft_token_s": {}}
+    records = []
+    for i in range(40):
+        prompt = [rng.randrange(6) for _ in range(rng.randrange(2, 30))]
+        text = [rng.randrange(6) for _ in range(rng.randrange(1, 30))]
+        records.append({"prompt_id": str(i), "category": str(i % 4), "mode": "plain", "tokens": text,
+                        "prompt_tokens": prompt})  # fmt: skip
+    out = hindsight.by_category(records, snap, with_draft=False)
+    assert all(b.copy >= b.lookup * (1 - 1e-9) for b in out.values())
+    assert any(b.copy > b.lookup for b in out.values())
+
+
 def test_agreement_stops_at_the_longest_draft():
     prompt = list(range(40)) + [0, 1]
     assert hindsight.lookup_agreement(prompt, list(range(2, 30)), k_max=5)[:3] == [5, 5, 5]
@@ -124,6 +151,7 @@ def test_by_category_uses_each_prompts_plain_text_and_pools_overall():
     assert list(out) == ["copy", "free", "overall"]
     assert out["copy"].lookup == pytest.approx(4.0)  # one step of 4 rows for 4 tokens, rows at one price
     assert out["copy"].with_draft is None
+    assert out["copy"].copy == pytest.approx(4.0) and out["free"].copy == pytest.approx(1.0)
     assert out["free"].lookup == pytest.approx(1.0)
     assert out["overall"].lookup == pytest.approx(2.0)  # geometric mean of 4 and 1
     # The copy's proposal (match length 2) holds all the way: the best rule drafts it whole.

@@ -24,6 +24,12 @@ is the speedup a planner with perfect foresight would reach with these
 drafters at these costs. No online planner can beat it (run-to-run noise
 apart), which makes it the yardstick for a target ratio a run did not meet.
 
+The same recurrence over `copy_agreement` (at each position the longest run
+of what follows found anywhere in the context so far, or lookup's proposal
+where that agrees further) bounds every drafter that copies from its
+context, however it picks where to copy from: a target above it is out of
+reach for n-gram lookup of any design, on these texts at these costs.
+
 Between that bound and what the planner measured sits a second question:
 how far could the planner's own signal take it? Before a step it sees the
 proposal and the length of the n-gram match behind it (its acceptance
@@ -74,6 +80,34 @@ def lookup_agreement(prompt: Sequence[int], text: Sequence[int], k_max: int = K_
     """For each position of `text`, how many tokens of the engine's lookup
     proposal there agree with what follows."""
     return [p.agreement for p in lookup_proposals(prompt, text, k_max)]
+
+
+def copy_agreement(prompt: Sequence[int], text: Sequence[int], k_max: int = K_MAX) -> list[int]:
+    """For each position of `text`, the longest run of what follows (at most
+    k_max tokens) found anywhere in the context so far (prompt + text before
+    it): what a drafter that copies from its context could propose there if
+    it knew where to copy from. Lookup finds a copy only once the context's
+    last tokens repeat (n_min of them), and then picks one place among the
+    repeats; the difference between the two bounds is what a better choice of
+    place could win, the rest needs a drafter that writes what was never
+    there."""
+    context = list(prompt)
+    at: dict[int, list[int]] = {}
+    for j, t in enumerate(context):
+        at.setdefault(t, []).append(j)
+    out = []
+    for i in range(len(text)):
+        want = text[i : i + k_max]
+        best = 0
+        for j in at.get(want[0], ()):
+            n = common_prefix_len(context[j : j + len(want)], want)
+            best = max(best, n)
+            if best == len(want):
+                break
+        out.append(best)
+        at.setdefault(text[i], []).append(len(context))
+        context.append(text[i])
+    return out
 
 
 def fastest_seconds(
@@ -185,7 +219,8 @@ class Bounds(NamedTuple):
 
     by_match_length: float  # lookup, the best rule k = f(match length) for these texts
     lookup: float  # lookup, drafting exactly where its proposal holds
-    with_draft: float | None  # and an always-right draft model (None: the run had none)
+    copy: float  # any copy from the context, or lookup's proposal where that agrees further
+    with_draft: float | None  # lookup and an always-right draft model (None: the run had none)
 
 
 def by_category(records: list[dict], snapshot: dict, with_draft: bool) -> dict[str, Bounds]:
@@ -206,18 +241,25 @@ def by_category(records: list[dict], snapshot: dict, with_draft: bool) -> dict[s
         proposals = lookup_proposals(prompt, text, cap)
         agree, proposed = [p.agreement for p in proposals], [p.length for p in proposals]
         alone = speedup(fastest_seconds(agree, costs.verify, None, lengths, proposed), len(text), costs.verify)
+        # Lookup's own proposal may agree further than any literal copy: it carries the reply's renames.
+        # A copy may be drafted past its agreement like a proposal (its source runs on, mostly).
+        copies = copy_agreement(prompt, text, cap)
+        anywhere = [max(a, c) for a, c in zip(agree, copies)]
+        longest = [cap if c else p for p, c in zip(proposed, copies)]
+        copied = speedup(fastest_seconds(anywhere, costs.verify, None, lengths, longest), len(text), costs.verify)
         both = None
         if with_draft:
             seconds = fastest_seconds(agree, costs.verify, lambda k: costs.draft("draft", k), lengths, proposed)
             both = speedup(seconds, len(text), costs.verify)
-        per.setdefault(cat, []).append((PricedText(proposals, costs.verify, lengths), alone, both))
+        per.setdefault(cat, []).append((PricedText(proposals, costs.verify, lengths), alone, copied, both))
     per_all = [x for xs in per.values() for x in xs]
     out = {}
     for cat, xs in list(per.items()) + ([("overall", per_all)] if per_all else []):
-        texts = [p for p, _, _ in xs]
+        texts = [x[0] for x in xs]
         out[cat] = Bounds(
             by_match_length=rule_speedup(texts, best_rule(texts)),
-            lookup=geometric_mean(a for _, a, _ in xs),
-            with_draft=geometric_mean(b for _, _, b in xs) if with_draft else None,
+            lookup=geometric_mean(x[1] for x in xs),
+            copy=geometric_mean(x[2] for x in xs),
+            with_draft=geometric_mean(x[3] for x in xs) if with_draft else None,
         )
     return out

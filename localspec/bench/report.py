@@ -222,7 +222,7 @@ def hindsight_table(meta: dict, records: list[dict]) -> list[str]:
     # Fixed drafting modes: not auto, and not plain decoding under either name.
     others = [m for m in modes_in(records) if m != AUTO and m in BY_NAME and BY_NAME[m].method != "none"]
     head = ["category", "auto, measured", "best other mode, measured", "lookup, best k per match length"]
-    head += ["lookup, hindsight", "auto's share of it"]
+    head += ["lookup, hindsight", "auto's share of it", "any copy from the context, hindsight"]
     head += ["lookup + an always-right draft model, hindsight"] if with_draft else []
     out = [
         "## What hindsight allows",
@@ -239,7 +239,10 @@ def hindsight_table(meta: dict, records: list[dict]) -> list[str]:
         "the length of the n-gram match behind lookup's proposal, and this column drafts the k for "
         "each match length that is best for the row's texts, chosen knowing them (a search over such "
         "rules). What the hindsight column has beyond it needs foresight of the single proposal. "
-        "**auto's share** is auto's measured speedup over lookup's hindsight bound.",
+        "**auto's share** is auto's measured speedup over lookup's hindsight bound. "
+        "**any copy from the context** drafts, at every position, the longest run of what follows that "
+        "the prompt or the reply so far already holds, wherever it is: the bound for any drafter that "
+        "copies (lookup finds a copy only once the context's last tokens repeat, and picks one place).",
         "",
         "| " + " | ".join(head) + " |",
         "|" + "---|" * len(head),
@@ -254,6 +257,7 @@ def hindsight_table(meta: dict, records: list[dict]) -> list[str]:
             f"{b.by_match_length:.2f}x",
             f"{b.lookup:.2f}x",
             _share(got.get(AUTO), b.lookup),
+            f"{b.copy:.2f}x",
         ] + ([_num(b.with_draft, ".2f") + "x"] if with_draft else [])
         out.append("| " + " | ".join(cells) + " |")
     return out + [""]
