@@ -57,18 +57,21 @@ def _key(p: Path, n_threads: int, n_gpu_layers: int) -> str:
     return f"{p.name}:{st.st_size}:{int(st.st_mtime)}:t{n_threads}:ngl{n_gpu_layers}:cpu{cpu}:{CURVES}"
 
 
-def seed_tokens(model, rows: int = max(TILE_ROWS)) -> list[int]:
+def seed_tokens(model, rows: int = max(TILE_ROWS), prefix: int = PREFIX) -> list[int]:
     """Tokens to time decodes with: code, enough for the prefix and `rows` rows
     (a slice that ran short would time fewer rows than it claims)."""
     unit = model.tokenize("def f(x):\n    return x * 2\n" * 20, add_special=False, parse_special=False)
-    return unit * -(-(PREFIX + rows) // len(unit))
+    return unit * -(-(prefix + rows) // len(unit))
 
 
-def time_rows(ctx: Context, rows: tuple[int, ...], tokens: list[int], repeats: int = REPEATS) -> dict[int, float]:
-    """Seconds to decode each row count after a short prefix, the best of
-    `repeats`: the least-disturbed measurement. The prefix is decoded once; the
-    repeats go round all sizes so a slow moment does not fall on one size."""
-    prefix = _prefix(ctx, max(rows))
+def time_rows(
+    ctx: Context, rows: tuple[int, ...], tokens: list[int], repeats: int = REPEATS, prefix: int = PREFIX
+) -> dict[int, float]:
+    """Seconds to decode each row count after `prefix` tokens (a short prompt
+    by default), the best of `repeats`: the least-disturbed measurement. The
+    prefix is decoded once; the repeats go round all sizes so a slow moment
+    does not fall on one size."""
+    prefix = _prefix(ctx, max(rows), prefix)
     if len(tokens) < prefix + max(rows):
         raise ValueError(f"{len(tokens)} tokens cannot time {max(rows)} rows after a prefix of {prefix}")
     ctx.truncate(0)
@@ -84,9 +87,9 @@ def time_rows(ctx: Context, rows: tuple[int, ...], tokens: list[int], repeats: i
     return best
 
 
-def _prefix(ctx: Context, rows: int) -> int:
-    """PREFIX, or less where a small context must still hold it plus `rows`."""
-    return max(1, min(PREFIX, ctx.n_ctx - rows))
+def _prefix(ctx: Context, rows: int, want: int = PREFIX) -> int:
+    """`want`, or less where a small context must still hold it plus `rows`."""
+    return max(1, min(want, ctx.n_ctx - rows))
 
 
 def _could_pay(entry: dict, neighbours: tuple[int, int]) -> bool:

@@ -27,6 +27,34 @@ def test_curve_measures_each_file_side_by_side(smollm2_path, capsys):
     assert [line.split()[0] for line in lines[3:]] == ["1", "2"]
 
 
+def test_rows_are_timed_after_as_many_tokens_as_asked(smollm2_path, capsys):
+    """--after puts that many tokens in the cache first, as a long prompt would:
+    every timed decode starts there."""
+    from localspec import calibrate
+    from localspec.backend import Context, Model
+
+    assert main(["curve", str(smollm2_path), "--rows", "1,4", "--repeats", "1", "--after", "300", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["after"] == 300 and sorted(out["models"][0]["verify_s"]) == ["1", "4"]
+
+    model = Model(smollm2_path)
+    ctx = Context(model, n_ctx=512)
+    decoded: list[tuple[int, int]] = []
+
+    class Record:
+        def after_decode(self, tokens, pos0):
+            decoded.append((len(tokens), pos0))
+
+        def after_truncate(self, n):
+            pass
+
+    ctx.listeners.append(Record())
+    calibrate.time_rows(ctx, (1, 4), calibrate.seed_tokens(model, 4, 300), repeats=1, prefix=300)
+    assert decoded == [(300, 0), (1, 300), (4, 300)]
+    ctx.close()
+    model.close()
+
+
 def test_the_table_gives_each_size_its_multiple_and_ceiling():
     lines = table(["a", "b"], [{1: 0.030, 16: 0.255}, {1: 0.028, 16: 0.204}])
     one, sixteen = lines[2].split(), lines[3].split()
@@ -40,6 +68,8 @@ def test_the_table_gives_each_size_its_multiple_and_ceiling():
     (["curve", "--rows", "4,x"], "expected row counts"),
     (["curve", "/etc/hostname"], "not a GGUF file"),
     (["curve", "no-such-model"], "unknown model"),
+    (["curve", "--after", "0"], "--after must be 1 to 32768"),
+    (["curve", "--after", "lots"], "expected a number of tokens"),
 ])  # fmt: skip
 def test_bad_input_is_one_line(argv, says, capsys):
     assert main(argv) == 2

@@ -21,6 +21,7 @@ from localspec.commands.run import positive_int
 DEFAULT_ROWS = tuple(sorted({*calibrate.ROWS, *calibrate.TILE_ROWS, *calibrate.FILL_ROWS}))
 REPEATS = 4
 MOST_ROWS = 512  # one batch; more is a prefill, not a verify
+MOST_AFTER = 32768  # Qwen2.5's training context; a longer cache is not what a chat verifies after
 
 
 def row_list(s: str) -> tuple[int, ...]:
@@ -35,6 +36,16 @@ def row_list(s: str) -> tuple[int, ...]:
     return rows
 
 
+def after_tokens(s: str) -> int:
+    try:
+        n = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of tokens, got {s!r}") from None
+    if not 1 <= n <= MOST_AFTER:
+        raise argparse.ArgumentTypeError(f"--after must be 1 to {MOST_AFTER} tokens, got {n}")
+    return n
+
+
 def register(sub) -> None:
     p = sub.add_parser("curve", help="measure what verifying n rows costs here, for one or more model files")
     p.add_argument("models", nargs="*", metavar="MODEL", help="model names or GGUF paths (default: the default pair's target)")
@@ -43,12 +54,17 @@ def register(sub) -> None:
     p.add_argument("--repeats", type=positive_int, default=REPEATS, help=f"best of this many (default {REPEATS})")
     p.add_argument("--threads", type=positive_int, help="CPU threads (default: all cores)")
     p.add_argument("--ngl", type=int, default=0, help="layers to offload to the GPU (default 0: the CPU's curve)")
+    p.add_argument("--after", type=after_tokens, default=calibrate.PREFIX, metavar="TOKENS",
+                   help=f"tokens already in the cache before the rows (default {calibrate.PREFIX}, a short prompt; "
+                   "a document to answer from is several hundred)")  # fmt: skip
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=handle)
 
 
-def measure_files(paths: list, rows: tuple[int, ...], repeats: int, n_threads: int, ngl: int) -> list[dict[int, float]]:
-    """Seconds per verify of each row count for each file, the best of `repeats`."""
+def measure_files(
+    paths: list, rows: tuple[int, ...], repeats: int, n_threads: int, ngl: int, after: int = calibrate.PREFIX
+) -> list[dict[int, float]]:
+    """Seconds per verify of each row count after `after` tokens, for each file, the best of `repeats`."""
     from localspec.backend import Context, Model
 
     most = max(rows)
@@ -57,14 +73,14 @@ def measure_files(paths: list, rows: tuple[int, ...], repeats: int, n_threads: i
         for path in paths:
             model = Model(path, n_gpu_layers=ngl)
             loaded.append(model)
-            ctx = Context(model, n_ctx=calibrate.PREFIX + most + 1, n_batch=max(512, most), n_threads=n_threads)
+            ctx = Context(model, n_ctx=after + most + 1, n_batch=max(512, most), n_threads=n_threads)
             loaded.append(ctx)
         contexts = loaded[1::2]
-        tokens = [calibrate.seed_tokens(ctx.model, most) for ctx in contexts]
+        tokens = [calibrate.seed_tokens(ctx.model, most, after) for ctx in contexts]
         best = [{n: float("inf") for n in rows} for _ in contexts]
         for _ in range(repeats):
             for ctx, toks, b in zip(contexts, tokens, best):
-                for n, s in calibrate.time_rows(ctx, rows, toks, repeats=1).items():
+                for n, s in calibrate.time_rows(ctx, rows, toks, repeats=1, prefix=after).items():
                     b[n] = min(b[n], s)
         return best
     finally:
@@ -113,16 +129,16 @@ def handle(args: argparse.Namespace) -> int:
         paths.append(path)
         labels.append(spec.name if spec.name not in labels else str(path))
     threads = args.threads or default_threads()
-    curves = measure_files(paths, args.rows, args.repeats, threads, args.ngl)
+    curves = measure_files(paths, args.rows, args.repeats, threads, args.ngl, args.after)
     if args.json:
         print(json.dumps({
-            "cpu": cpu_name(), "threads": threads, "n_gpu_layers": args.ngl, "repeats": args.repeats,
+            "cpu": cpu_name(), "threads": threads, "n_gpu_layers": args.ngl, "repeats": args.repeats, "after": args.after,
             "models": [{"name": label, "path": str(p), "size": os.path.getsize(p),
                         "verify_s": {str(n): s for n, s in c.items()}} for label, p, c in zip(labels, paths, curves)],
         }, indent=2))  # fmt: skip
         return 0
-    print(f"verify cost by rows on {cpu_name()}, {threads} threads, best of {args.repeats} "
-          "(a right draft of k tokens verifies in k + 1 rows)")  # fmt: skip
+    print(f"verify cost by rows on {cpu_name()}, {threads} threads, after {args.after} tokens, best of "
+          f"{args.repeats} (a right draft of k tokens verifies in k + 1 rows)")  # fmt: skip
     for line in table(labels, curves):
         print(line)
     return 0
