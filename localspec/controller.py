@@ -19,6 +19,7 @@ the estimates follow what the last steps actually did.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
@@ -274,6 +275,17 @@ class Planner:
         self.lookup_scores = LookupScores()
         self._lookup_available = 0  # length of this step's lookup proposal
         self._lookup_match_n = 0  # and the n-gram length behind it
+
+    def estimates(self) -> dict:
+        """A copy of what the planner has learned of its drafters (acceptance,
+        probing), not of the machine (its costs): `restore` puts it back, so a
+        benchmark can run one text several times without any run learning
+        from another run of the same text."""
+        return copy.deepcopy({"acceptance": self.acceptance, "idle": self.idle_steps, "probe": self.probe_after})
+
+    def restore(self, estimates: dict) -> None:
+        saved = copy.deepcopy(estimates)
+        self.acceptance, self.idle_steps, self.probe_after = saved["acceptance"], saved["idle"], saved["probe"]
 
     def _single_drafters(self) -> list[str]:
         """Drafters that draft by themselves (not a combination of others)."""

@@ -57,7 +57,7 @@ import urllib.request
 from pathlib import Path
 
 from localspec.bench.modes import BY_NAME, apply
-from localspec.bench.prompts import Prompt, all_prompts, parse_categories, select
+from localspec.bench.prompts import WARM_UP, all_prompts, parse_categories, select
 from localspec.bench.runner import prime, rotated, run_once
 from localspec.engine import load_engine
 from localspec.generate import GenerateOptions
@@ -65,7 +65,6 @@ from localspec.host import cpu_name
 from localspec.resolve import ensure_local, resolve_model
 
 
-WARM_UP = Prompt(id="warm-up", category="warm-up", text="Write a short poem about the sea.")
 YARDSTICK_DECODES = 16  # single-row decodes timed per process and round
 
 

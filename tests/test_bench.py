@@ -297,8 +297,6 @@ def test_bench_smoke_on_smollm2(smollm2_path, tmp_path, capsys):
     # The costs behind the planner's choices are part of the record: calibrated
     # at load for every size it may verify, and as learned by the end.
     costs = data["meta"]["costs"]
-    from localspec import calibrate
-
     calibrated = costs["calibrated"]["verify_s"]
     assert sorted(int(n) for n in calibrated) == priced_sizes({int(n): s for n, s in calibrated.items()}, 512)
     assert {16, 32, 64} <= {int(n) for n in calibrated} and K_MAX + 1 in {int(n) for n in calibrated}
@@ -360,6 +358,46 @@ def test_runs_that_part_at_a_near_tie_count_as_lossless_and_others_are_named():
     assert "3 of 3 runs" in text and "0.0100 to 3.2000" in text
     assert "Not lossless: 1 run(s)" in text and "| p | draft-k3 | 7 | 3.200 |" in text
     assert "Not lossless" not in "\n".join(report.divergences([plain, tie]))
+
+
+def test_every_run_of_a_prompt_meets_it_as_new(smollm2_path, monkeypatch):
+    """Runs of one prompt do not teach each other: each starts from the planner's
+    estimates from before the prompt, and the next prompt starts from what the
+    first auto run left. The warm-up runs on a prompt that is not timed."""
+    from localspec.engine import load_engine
+
+    engine = load_engine(str(smollm2_path), method="lookup")
+    seen: list[tuple[str, str, dict, dict]] = []  # prompt, mode, estimates at the start and at the end
+    real_run_once = runner.run_once
+
+    def run_once(engine, prompt, mode, options, prompt_id=None):
+        start = engine.planner.estimates()
+        rec = real_run_once(engine, prompt, mode, options, prompt_id)
+        seen.append((prompt.id, mode.name, start, engine.planner.estimates()))
+        return rec
+
+    def survival(estimates: dict) -> list:
+        return [a.total.tolist() + a.weight.tolist() for k, a in sorted(estimates["acceptance"].items()) if k.startswith("lookup")]
+
+    monkeypatch.setattr(runner, "run_once", run_once)
+    try:
+        chosen = prompts.select(["code-edit"], 2)
+        wanted = [modes.BY_NAME["plain"], modes.BY_NAME["auto"]]
+        list(runner.iter_benchmark(engine, chosen, wanted, max_tokens=24, warmup=1, repeats=2))
+    finally:
+        engine.close()
+    assert [p for p, *_ in seen[:2]] == [prompts.WARM_UP.id] * 2  # the warm-up, on its own prompt
+    timed = seen[2:]
+    for prompt in chosen:
+        runs = [(mode, start, end) for p, mode, start, end in timed if p == prompt.id]
+        assert len(runs) == 4
+        assert all(survival(start) == survival(runs[0][1]) for _, start, _ in runs)
+        # The runs did learn (a code edit copies its input): what they learned was put back.
+        assert any(survival(end) != survival(start) for _, start, end in runs)
+    first, second = chosen
+    first_auto_end = next(end for p, mode, _, end in timed if p == first.id and mode == "auto")
+    second_start = next(start for p, _, start, _ in timed if p == second.id)
+    assert survival(second_start) == survival(first_auto_end)
 
 
 def test_check_ties_judges_a_run_that_parted_where_plain_decoding_chose(smollm2_path):

@@ -277,6 +277,24 @@ def test_lookup_survival_learns_every_depth_from_every_proposal():
     assert a.at(3) > 0.9
 
 
+def test_the_planner_puts_back_what_it_had_learned():
+    """estimates/restore: the drafters' acceptance as it was, the machine's costs left alone."""
+    truth = list(range(10_000))
+    lookup = ScriptedLookup(truth)
+    planner = Rig(curve_costs(ZEN4_CURVE), {"lookup": lookup}, lookup).planner
+    lookup_steps(planner, lookup, truth[:10], ZEN4_CURVE, 10)
+    saved = planner.estimates()
+    before = planner.acceptance["lookup6"].expected(8)
+    lookup.copying = False
+    lookup_steps(planner, lookup, truth[:10], ZEN4_CURVE, 20)
+    assert planner.acceptance["lookup6"].expected(8) != before
+    planner.restore(saved)
+    assert planner.acceptance["lookup6"].expected(8) == before
+    lookup_steps(planner, lookup, truth[:10], ZEN4_CURVE, 5)  # learning again does not touch what was saved
+    planner.restore(saved)
+    assert planner.acceptance["lookup6"].expected(8) == before
+
+
 class ScriptedLookup:
     """Proposes the true continuation (a copying phase) or a wrong one."""
 

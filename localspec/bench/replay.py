@@ -74,9 +74,12 @@ def replay_run(
     and priced (of several, the fastest counts, as the bench keeps a
     prompt's fastest run), "P" a plain pass, where the planner drafts
     nothing and only scores lookup, as in the bench's plain modes. One "A"
-    replays each text once; "PAPPAP" is a bench's plain, auto, plain-rerun
-    rotation run twice. A change about memory (how fast the estimates
-    forget) can replay one way with one and another with the other.
+    replays each text once, which is how the bench meets a prompt since its
+    runs start from the estimates from before the prompt (runner.py,
+    `runs_meet_prompt_as_new`); "PAPPAP" is how it met one before, its plain,
+    auto, plain-rerun rotation run twice, each run learning from the ones
+    before it. A change about memory (how fast the estimates forget) can
+    replay one way with one and another with the other.
     """
     if "A" not in passes or set(passes) - {"A", "P"}:
         raise ValueError(f"passes must be made of A and P, with at least one A: {passes!r}")

@@ -130,8 +130,9 @@ def _header(meta: dict) -> list[str]:
         "## Protocol",
         "",
         f"{_decoding(s)}, batch 1, {s['max_tokens']} new tokens at most, context {s['n_ctx']}, "
-        f"{s['warmup']} warm-up pass{'es' if s['warmup'] != 1 else ''} over every mode before measuring; "
-        f"up to {s['per_category']} prompt{'s' if s['per_category'] != 1 else ''} per category, first turn only, "
+        f"{s['warmup']} warm-up pass{'es' if s['warmup'] != 1 else ''} over every mode before measuring"
+        + (" (on a prompt of its own); " if s.get("runs_meet_prompt_as_new") else "; ")
+        + f"up to {s['per_category']} prompt{'s' if s['per_category'] != 1 else ''} per category, first turn only, "
         "sent through the chat template.",
         "Modes run interleaved: all modes back to back on each prompt, the order rotated by one from prompt to "
         "prompt, so drift of the machine spreads over every mode."
@@ -144,8 +145,16 @@ def _header(meta: dict) -> list[str]:
         ),
         "Every run starts from the same state: the prompt is in the target's and the draft model's KV caches "
         "before the timed generation (the engine keeps the common prefix between calls), so prompt processing "
-        "is outside every timing. The adaptive planner (`auto`) keeps its running estimates across runs, as it "
-        "does across the replies of a chat; they are also fed by the other modes' steps.",
+        "is outside every timing. "
+        + (
+            "The adaptive planner (`auto`) learns across prompts, as across the replies of a chat, but every run "
+            "of a prompt starts from its estimates from before that prompt, so no run learns from another run of "
+            "the same text; after the prompt it keeps what its first `auto` run taught it."
+            if s.get("runs_meet_prompt_as_new")
+            else "The adaptive planner (`auto`) keeps its running estimates across runs, as it does across the "
+            "replies of a chat; they are also fed by the other modes' steps, the earlier runs of the same prompt "
+            "included."
+        ),
         "",
         "| mode | setting |",
         "|---|---|",

@@ -13,6 +13,15 @@ So no run pays for the prompt inside its timed generation, the draft model
 included, and the first step of every mode decodes the same single token
 on the draft side.
 
+Every run of a prompt meets it as new: the planner's estimates are put back
+before each run to what they were before the prompt's first run (what the
+earlier prompts taught it), so no run learns from another run of the same
+text, and after the prompt the planner carries on with what its first auto
+run left, as a chat that met the prompt once. (Replayed on 38 earlier runs,
+letting the runs of one text teach each other read 2.9% above one pass per
+text: docs/benchmarks.md, "What the bench's repeats give auto".) The
+warm-up runs on a prompt of its own (prompts.WARM_UP), for the same reason.
+
 After a prompt's runs, every run whose tokens part from plain decoding's is
 checked against the lossless rule (localspec/lossless.py): the target's
 margin where plain decoding chose its token is evaluated there, outside
@@ -31,7 +40,7 @@ import dataclasses
 from typing import Callable, Iterator, Sequence
 
 from localspec.bench.modes import Mode, apply
-from localspec.bench.prompts import Prompt
+from localspec.bench.prompts import WARM_UP, Prompt
 from localspec.errors import LocalspecError
 from localspec.generate import GenerateOptions
 from localspec.lossless import first_divergence, margins_at
@@ -138,29 +147,35 @@ def iter_benchmark(
 ) -> Iterator[list[dict]]:
     """Yield the records of one prompt's runs (one per mode and repeat) at a time.
 
-    The warm-up runs every mode `warmup` times on the first prompt and keeps
-    nothing: the first decodes of a context, and the planner's first
-    estimates, are not what a running chat sees. With `repeats` > 1 the
-    rotation over the modes is run that many times per prompt, each time
-    starting one mode further on.
+    The warm-up runs every mode `warmup` times on a prompt that is not
+    timed (WARM_UP) and keeps nothing: the first decodes of a context, and
+    the planner's first estimates, are not what a running chat sees. With
+    `repeats` > 1 the rotation over the modes is run that many times per
+    prompt, each time starting one mode further on; every run of a prompt
+    starts from the planner's estimates from before the prompt (module
+    docstring).
     """
     sampled = bool(seeds)
     runs = [(p, seed) for p in prompts for seed in seeds] if sampled else [(p, None) for p in prompts]
     if prompts and warmup:
-        prime(engine, prompts[0], max_tokens)
+        prime(engine, WARM_UP, max_tokens)
         options = GenerateOptions(max_tokens=max_tokens, sampling=dataclasses.replace(sampling, seed=runs[0][1]))
         for _ in range(warmup):
             for mode in modes:
-                run_once(engine, prompts[0], mode, options)
+                run_once(engine, WARM_UP, mode, options)
     for i, (prompt, seed) in enumerate(runs):
         options = GenerateOptions(max_tokens=max_tokens, sampling=dataclasses.replace(sampling, seed=seed))
         prompt_id = f"{prompt.id}@seed{seed}" if sampled else prompt.id
         prompt_tokens = prime(engine, prompt, max_tokens)
         records, groups = [], []
+        before, carried = engine.planner.estimates(), None
         for rep in range(repeats):
             group = []
             for order, mode in enumerate(rotated(modes, i * repeats + rep)):
+                engine.planner.restore(before)
                 rec = run_once(engine, prompt, mode, options, prompt_id)
+                if carried is None and (mode.name == "auto" or not any(m.name == "auto" for m in modes)):
+                    carried = engine.planner.estimates()
                 rec["order"], rec["repeat"] = order, rep
                 if sampled:
                     rec["seed"] = seed
@@ -171,6 +186,7 @@ def iter_benchmark(
                 mark_lossless(group)
             groups.append(group)
             records += group
+        engine.planner.restore(carried if carried is not None else before)
         for group in groups if not sampled else ():
             check_ties(engine, prompt_tokens, group)
         # For bench/hindsight.py: what lookup could copy from, and the costs the
