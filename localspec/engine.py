@@ -241,6 +241,17 @@ class Engine:
         except (LocalspecError, RuntimeError):
             return None
 
+    def learned(self) -> dict:
+        """What the engine has learned from the text it met: the planner's
+        estimates and the renames lookup carries, not the machine's costs.
+        `restore_learned` puts it back (the benchmark runs one text several
+        times, and no run may learn from another)."""
+        return {"planner": self.planner.estimates(), "lookup": self.lookup.learned()}
+
+    def restore_learned(self, learned: dict) -> None:
+        self.planner.restore(learned["planner"])
+        self.lookup.restore(learned["lookup"])
+
     def close(self) -> None:
         if self._calibration_keys:
             c = self.planner.costs

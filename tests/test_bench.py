@@ -400,6 +400,22 @@ def test_every_run_of_a_prompt_meets_it_as_new(smollm2_path, monkeypatch):
     assert survival(second_start) == survival(first_auto_end)
 
 
+def test_the_engine_puts_back_the_renames_lookup_learned(smollm2_path):
+    from localspec.engine import load_engine
+    from localspec.substitutions import CONFIRM
+
+    engine = load_engine(str(smollm2_path), method="lookup")
+    try:
+        saved = engine.learned()
+        for at in range(CONFIRM):
+            engine.lookup.substitutions.learn((5, 6), (7,), at)
+        assert len(engine.lookup.substitutions) == 1
+        engine.restore_learned(saved)
+        assert len(engine.lookup.substitutions) == 0
+    finally:
+        engine.close()
+
+
 def test_check_ties_judges_a_run_that_parted_where_plain_decoding_chose(smollm2_path):
     from localspec.engine import load_engine
     from localspec.lossless import margins_at

@@ -13,10 +13,11 @@ So no run pays for the prompt inside its timed generation, the draft model
 included, and the first step of every mode decodes the same single token
 on the draft side.
 
-Every run of a prompt meets it as new: the planner's estimates are put back
-before each run to what they were before the prompt's first run (what the
+Every run of a prompt meets it as new: what the engine has learned from
+text (the planner's estimates, lookup's renames; Engine.learned) is put back
+before each run to what it was before the prompt's first run (what the
 earlier prompts taught it), so no run learns from another run of the same
-text, and after the prompt the planner carries on with what its first auto
+text, and after the prompt the engine carries on with what its first auto
 run left, as a chat that met the prompt once. (Replayed on 38 earlier runs,
 letting the runs of one text teach each other read 2.9% above one pass per
 text: docs/benchmarks.md, "What the bench's repeats give auto".) The
@@ -168,14 +169,14 @@ def iter_benchmark(
         prompt_id = f"{prompt.id}@seed{seed}" if sampled else prompt.id
         prompt_tokens = prime(engine, prompt, max_tokens)
         records, groups = [], []
-        before, carried = engine.planner.estimates(), None
+        before, carried = engine.learned(), None
         for rep in range(repeats):
             group = []
             for order, mode in enumerate(rotated(modes, i * repeats + rep)):
-                engine.planner.restore(before)
+                engine.restore_learned(before)
                 rec = run_once(engine, prompt, mode, options, prompt_id)
                 if carried is None and (mode.name == "auto" or not any(m.name == "auto" for m in modes)):
-                    carried = engine.planner.estimates()
+                    carried = engine.learned()
                 rec["order"], rec["repeat"] = order, rep
                 if sampled:
                     rec["seed"] = seed
@@ -186,7 +187,7 @@ def iter_benchmark(
                 mark_lossless(group)
             groups.append(group)
             records += group
-        engine.planner.restore(carried if carried is not None else before)
+        engine.restore_learned(carried if carried is not None else before)
         for group in groups if not sampled else ():
             check_ties(engine, prompt_tokens, group)
         # For bench/hindsight.py: what lookup could copy from, and the costs the

@@ -8,6 +8,7 @@ to nothing when it misses and wins big on text that quotes its input
 
 from __future__ import annotations
 
+import copy
 import json
 from typing import Sequence
 
@@ -99,6 +100,14 @@ class LookupDrafter:
             if quoted and quoted_n > match_n:
                 tokens, match_n = quoted, quoted_n
         return Draft(tokens=tokens, source=self.name, match_n=match_n) if tokens else EMPTY_DRAFT
+
+    def learned(self) -> Substitutions:
+        """A copy of what lookup has learned from the text it met (the renames);
+        `restore` puts it back."""
+        return copy.deepcopy(self.substitutions)
+
+    def restore(self, learned: Substitutions) -> None:
+        self.substitutions = copy.deepcopy(learned)
 
     def behind(self, context: Sequence[int]) -> int:
         return 0  # the index follows the context for a dict update per token
