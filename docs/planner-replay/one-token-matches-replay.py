@@ -1,5 +1,12 @@
-import json, sys, math, subprocess
-from collections import defaultdict
+"""Replay the planner once per text ("A") or the bench's old way ("PAPPAP") on
+recorded runs, writing each text's speedup to /tmp/gap/out-PASSES.json: run it
+once with one-token-matches.diff applied and once without, and divide per text
+(one-token-matches.txt).
+
+    python docs/planner-replay/one-token-matches-replay.py A RESULTS.json ...
+"""
+
+import json, sys
 from localspec.bench import replay as R
 from localspec.bench.texts import plain_texts
 ps = sys.argv[1]; out = {}
