@@ -153,7 +153,7 @@ def iter_benchmark(
     the planner's first estimates, are not what a running chat sees. With
     `repeats` > 1 the rotation over the modes is run that many times per
     prompt, each time starting one mode further on; every run of a prompt
-    starts from the planner's estimates from before the prompt (module
+    starts from what the engine had learned before the prompt (module
     docstring).
     """
     sampled = bool(seeds)
