@@ -147,9 +147,10 @@ def _header(meta: dict) -> list[str]:
         "before the timed generation (the engine keeps the common prefix between calls), so prompt processing "
         "is outside every timing. "
         + (
-            "The adaptive planner (`auto`) learns across prompts, as across the replies of a chat, but every run "
-            "of a prompt starts from its estimates from before that prompt, so no run learns from another run of "
-            "the same text; after the prompt it keeps what its first `auto` run taught it."
+            "The adaptive planner (`auto`) and lookup learn across prompts, as across the replies of a chat, but "
+            "every run of a prompt starts from what they had learned before that prompt (the planner's estimates, "
+            "lookup's renames), so no run learns from another run of the same text; after the prompt they keep "
+            "what its first `auto` run taught them."
             if s.get("runs_meet_prompt_as_new")
             else "The adaptive planner (`auto`) keeps its running estimates across runs, as it does across the "
             "replies of a chat; they are also fed by the other modes' steps, the earlier runs of the same prompt "

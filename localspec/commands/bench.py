@@ -122,7 +122,7 @@ def _meta(engine, args, categories, n_prompts: int, modes, notes, load_start: fl
             "max_tokens": args.max_tokens,
             "warmup": args.warmup,
             "repeats": args.repeats,
-            # Every run of a prompt starts from the planner's estimates from before the prompt
+            # Every run of a prompt starts from what the engine had learned before the prompt
             # (bench/runner.py); runs made before this key learned from each other.
             "runs_meet_prompt_as_new": True,
             "per_category": args.per_category,
